@@ -1,0 +1,237 @@
+package healthcheck
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure an Engine. The zero value is ready to use.
+type Options struct {
+	// OnResult, when not nil, is called after every probe with the check type, the probe's
+	// duration and its failure reason ("" when it passed). It feeds metrics and must not block.
+	OnResult func(checkType string, d time.Duration, reason string)
+	// MaxInFlight bounds the number of probes running at once. Default 1024.
+	MaxInFlight int
+	// Logf, when not nil, logs one line per state change of a target, except the first
+	// unknown -> up (a target found up at start-up is not news). Nothing is logged per probe.
+	Logf func(format string, args ...any)
+}
+
+// DefaultMaxInFlight is the default of Options.MaxInFlight.
+const DefaultMaxInFlight = 1024
+
+// Engine probes targets on a schedule and keeps the state of each. Targets are shared: a
+// (check, address) pair that several subscriptions hold is probed once.
+//
+// One goroutine keeps the schedule, a min-heap of due times; every probe runs in a goroutine of
+// its own, at most MaxInFlight of them at once. No goroutine waits for a target's next turn, so
+// an idle engine has one goroutine, however many targets it holds.
+type Engine struct {
+	opts   Options
+	ctx    context.Context // ends when the engine closes; cancels running probes
+	cancel context.CancelFunc
+	wake   chan struct{} // nudges the scheduler: the queue's head changed, or a probe slot freed
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	targets  map[string]*entry // by Target.Key
+	queue    queue             // targets waiting for their turn; a target being probed is not in it
+	inFlight int
+	closed   bool
+}
+
+// entry is one probed target.
+type entry struct {
+	target  Target // with a normalized config; never changes
+	status  *Status
+	holders []*Subscription
+	due     time.Time // next probe
+	index   int       // in the queue; -1 while the target is being probed, or when it is gone
+	gone    bool      // no subscription holds it any more
+	hys     hysteresis
+}
+
+// Change is a state change of a target.
+type Change struct {
+	Target   Target
+	From, To State
+	// Reason is the Reason of the probe that caused the change; empty when To is Up.
+	Reason string
+	// Err is the error of the probe that caused the change; nil when To is Up.
+	Err error
+	// At is when the probe that caused the change ended.
+	At time.Time
+}
+
+// NewEngine returns a running engine. Close stops it.
+func NewEngine(o Options) *Engine {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	e := &Engine{opts: o, wake: make(chan struct{}, 1), targets: make(map[string]*entry)}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.wg.Add(1)
+	go e.run()
+	return e
+}
+
+// Close stops every probe and waits until all of the engine's goroutines have returned. Statuses
+// keep their last state. Close may be called more than once.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		for _, ent := range e.targets {
+			ent.gone = true
+			ent.index = -1
+		}
+		clear(e.targets)
+		e.queue = nil
+	}
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+}
+
+// Len returns the number of targets the engine probes.
+func (e *Engine) Len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.targets)
+}
+
+// Subscription is one user's set of targets. Engine.Subscribe returns it.
+type Subscription struct {
+	e        *Engine
+	onChange func(Change)
+	held     map[string]*entry // guarded by e.mu
+	closed   atomic.Bool
+	calls    sync.RWMutex // read-held while onChange runs; Close write-locks it to wait for them
+}
+
+// Subscribe returns a new, empty subscription. onChange, when not nil, is called for every state
+// change of a target that the subscription holds. It is called from a probe goroutine, outside the
+// engine's locks, in order for each target; it must not block long, and must not call Close.
+func (e *Engine) Subscribe(onChange func(Change)) *Subscription {
+	return &Subscription{e: e, onChange: onChange, held: make(map[string]*entry)}
+}
+
+// startSpacing spreads the first probes of new targets: n new targets are first probed at
+// random within min(interval, n*startSpacing). A few targets are probed almost at once, and a
+// large set spreads over one interval, as it will stay.
+const startSpacing = 10 * time.Millisecond
+
+// Sync declares the complete set of targets that s needs and returns their Status cells, in the
+// order given. Targets the engine already probes (same Key, for any subscription) keep their
+// Status, state and schedule; new ones start Unknown and are probed at once, the first round
+// spread over at most one interval; targets that no subscription holds any more stop.
+//
+// After Close (of s or of its engine), Sync returns Unknown statuses that nothing probes.
+func (s *Subscription) Sync(targets []Target) []*Status {
+	out := make([]*Status, len(targets))
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || s.closed.Load() {
+		for i := range out {
+			out[i] = NewStatus(Unknown)
+		}
+		return out
+	}
+
+	held := make(map[string]*entry, len(targets))
+	var fresh []*entry
+	for i, t := range targets {
+		ent := held[t.Key]
+		if ent == nil {
+			if ent = s.held[t.Key]; ent == nil {
+				if ent = e.targets[t.Key]; ent == nil {
+					t.Config = t.Config.Normalize()
+					ent = &entry{target: t, status: NewStatus(Unknown), index: -1}
+					e.targets[t.Key] = ent
+					fresh = append(fresh, ent)
+				}
+				ent.holders = append(ent.holders, s)
+			}
+			held[t.Key] = ent
+		}
+		out[i] = ent.status
+	}
+	for k, ent := range s.held {
+		if held[k] == nil {
+			e.release(ent, s)
+		}
+	}
+	s.held = held
+
+	now := time.Now()
+	spread := time.Duration(len(fresh)) * startSpacing
+	for _, ent := range fresh {
+		ent.due = now.Add(rand.N(min(spread, ent.target.Config.Interval)))
+		e.push(ent)
+	}
+	return out
+}
+
+// Ready reports whether every target of s has had at least one probe result.
+func (s *Subscription) Ready() bool {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	for _, ent := range s.held {
+		if ent.status.State() == Unknown {
+			return false
+		}
+	}
+	return true
+}
+
+// Close releases the targets of s: those that no other subscription holds stop. After Close
+// returns, onChange is not called any more. Close may be called more than once.
+func (s *Subscription) Close() {
+	e := s.e
+	e.mu.Lock()
+	s.closed.Store(true)
+	if !e.closed {
+		for _, ent := range s.held {
+			e.release(ent, s)
+		}
+	}
+	s.held = nil
+	e.mu.Unlock()
+	// A barrier: wait for the calls of onChange that started before closed was set.
+	s.calls.Lock()
+	s.calls.Unlock()
+}
+
+// notify calls onChange with c unless s is closed.
+func (s *Subscription) notify(c Change) {
+	if s.onChange == nil {
+		return
+	}
+	s.calls.RLock()
+	defer s.calls.RUnlock()
+	if !s.closed.Load() {
+		s.onChange(c)
+	}
+}
+
+// release drops s from the holders of ent, and stops ent when that was the last. e.mu is held.
+func (e *Engine) release(ent *entry, s *Subscription) {
+	for i, h := range ent.holders {
+		if h == s {
+			ent.holders = append(ent.holders[:i], ent.holders[i+1:]...)
+			break
+		}
+	}
+	if len(ent.holders) > 0 {
+		return
+	}
+	ent.gone = true
+	delete(e.targets, ent.target.Key)
+	if ent.index >= 0 {
+		e.queue.remove(ent.index)
+	}
+}

@@ -1,0 +1,144 @@
+package healthcheck
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Result is the outcome of one probe.
+type Result struct {
+	// OK is true when the target passed the check.
+	OK bool
+	// Reason says why the probe failed: one of the Reason constants; empty when OK.
+	Reason string
+	// Err is the failure in detail; nil when OK.
+	Err error
+	// Duration is the time the probe took.
+	Duration time.Duration
+}
+
+// Reasons a probe fails. They are few and fixed, so they can label a metric.
+const (
+	ReasonTimeout = "timeout" // no answer within the check's timeout
+	ReasonRefused = "refused" // connection refused (or ICMP port unreachable for dns)
+	ReasonReset   = "reset"   // connection reset, or closed by the peer before the answer
+	ReasonStatus  = "status"  // HTTP status not in ExpectStatus
+	ReasonBody    = "body"    // ExpectBody not within the first 64 KiB of the HTTP body
+	ReasonTLS     = "tls"     // TLS handshake or certificate verification failed
+	ReasonDNS     = "dns"     // the target's name did not resolve, or a dns check got an rcode other than NOERROR
+	ReasonGRPC    = "grpc"    // the gRPC health service did not answer SERVING
+	ReasonOther   = "other"   // anything else
+)
+
+// Reasons lists the failure reasons, in the order the documentation gives them.
+var Reasons = []string{ReasonTimeout, ReasonRefused, ReasonReset, ReasonStatus, ReasonBody, ReasonTLS,
+	ReasonDNS, ReasonGRPC, ReasonOther}
+
+// Probe runs one probe of t now and returns its result; it changes no state. It returns within
+// t.Config.Timeout, or sooner when ctx ends. The Engine calls it on schedule; call it directly to
+// check a target once.
+func Probe(ctx context.Context, t Target) Result {
+	c := t.Config.Normalize()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+
+	start := time.Now()
+	var err error
+	switch c.Type {
+	case TypeHTTP, TypeHTTPS:
+		err = probeHTTP(ctx, c, t.Address)
+	case TypeTCP:
+		err = probeTCP(ctx, c, t.Address)
+	case TypeDNS:
+		err = probeDNS(ctx, c, t.Address)
+	case TypeGRPC:
+		err = probeGRPC(ctx, c, t.Address)
+	default:
+		err = fmt.Errorf("check type %q: %w", c.Type, ErrType)
+	}
+	r := Result{Duration: time.Since(start)}
+	if err == nil {
+		r.OK = true
+		return r
+	}
+	r.Err, r.Reason = err, classify(err)
+	// Out of time, whatever the last error says (a conn closed under a read, for one): unless
+	// the probe got as far as a verdict on the answer, it is a timeout.
+	var v *verdict
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.As(err, &v) {
+		r.Reason = ReasonTimeout
+	}
+	return r
+}
+
+// verdict is a failure judged on the answer (a status, a body, an rcode, a gRPC reply) or on
+// the TLS handshake, as opposed to one the network reported.
+type verdict struct {
+	reason string
+	err    error
+}
+
+func (v *verdict) Error() string { return v.err.Error() }
+func (v *verdict) Unwrap() error { return v.err }
+
+// classify maps a probe error to its reason. Network causes come first, so that a TLS handshake
+// cut by a timeout or a reset says so.
+func classify(err error) string {
+	var (
+		ne  net.Error
+		v   *verdict
+		dns *net.DNSError
+		rh  tls.RecordHeaderError
+		ae  tls.AlertError
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		ci  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ReasonTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ReasonRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ReasonReset
+	case errors.As(err, &v):
+		return v.reason
+	case errors.As(err, &dns):
+		return ReasonDNS
+	case errors.As(err, &rh), errors.As(err, &ae), errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn),
+		errors.As(err, &ci):
+		return ReasonTLS
+	}
+	return ReasonOther
+}
+
+// dialer opens the connection of every probe. Probes are short: no TCP keep-alive. Timeouts come
+// from the probe's context.
+var dialer = &net.Dialer{KeepAlive: -1}
+
+// hostPort returns addr:port, with brackets for IPv6.
+func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
+
+// dial connects to addr:port over TCP and bounds every later read and write of the connection by
+// the context: its deadline, and its cancellation.
+func dial(ctx context.Context, addr string, port int) (net.Conn, func(), error) {
+	conn, err := dialer.DialContext(ctx, "tcp", hostPort(addr, port))
+	if err != nil {
+		return nil, nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	return conn, func() { stop(); conn.Close() }, nil
+}

@@ -1,0 +1,167 @@
+package healthcheck
+
+import (
+	"container/heap"
+	"slices"
+	"time"
+)
+
+// slack lets the scheduler start, in one pass, the probes due within this much: fewer wake-ups,
+// and no probe is early by more than this.
+const slack = time.Millisecond
+
+// run is the scheduler: it starts the probes that are due, within MaxInFlight, and sleeps until
+// the next one is due or it is nudged.
+func (e *Engine) run() {
+	defer e.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		limit := now.Add(slack)
+		for e.inFlight < e.opts.MaxInFlight && len(e.queue) > 0 && !e.queue[0].due.After(limit) {
+			ent := heap.Pop(&e.queue).(*entry)
+			e.inFlight++
+			e.wg.Add(1)
+			go e.probe(ent)
+		}
+		wait := time.Duration(-1)
+		if e.inFlight < e.opts.MaxInFlight && len(e.queue) > 0 {
+			wait = e.queue[0].due.Sub(now)
+		}
+		e.mu.Unlock()
+
+		if wait >= 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// nudge wakes the scheduler up.
+func (e *Engine) nudge() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push queues ent for its due time. e.mu is held.
+func (e *Engine) push(ent *entry) {
+	heap.Push(&e.queue, ent)
+	if ent.index == 0 {
+		e.nudge() // ent is due before what the scheduler sleeps for
+	}
+}
+
+// probe runs one probe of ent, moves its state and queues its next probe.
+func (e *Engine) probe(ent *entry) {
+	defer e.wg.Done()
+	t := ent.target
+	start := time.Now()
+	res := Probe(e.ctx, t)
+	if e.ctx.Err() != nil {
+		return // closing: the result means nothing
+	}
+	if e.opts.OnResult != nil {
+		e.opts.OnResult(t.Config.Type, res.Duration, res.Reason)
+	}
+	now := time.Now()
+
+	e.mu.Lock()
+	if ent.gone {
+		e.done()
+		e.mu.Unlock()
+		return
+	}
+	from := ent.status.State()
+	to, pending := ent.hys.observe(from, res.OK, t.Config.Rise, t.Config.Fall)
+	next := t.Config.Interval
+	if pending {
+		next = t.Config.FastInterval
+	}
+	// Intervals run from start to start, so that a state changes within the bounds of the
+	// documentation; a slow probe delays the next one, never overlaps it.
+	ent.due = start.Add(next)
+	if ent.due.Before(now) {
+		ent.due = now
+	}
+	if to == from {
+		e.push(ent)
+		e.done()
+		e.mu.Unlock()
+		return
+	}
+	ent.status.Set(to)
+	holders := slices.Clone(ent.holders)
+	e.mu.Unlock()
+
+	c := Change{Target: t, From: from, To: to, Reason: res.Reason, Err: res.Err, At: now}
+	if e.opts.Logf != nil && (from != Unknown || to != Up) {
+		if res.Err != nil {
+			e.opts.Logf("check %q of %s: %s -> %s: %s: %v", t.Name, hostPort(t.Address, t.Config.Port), from, to, res.Reason, res.Err)
+		} else {
+			e.opts.Logf("check %q of %s: %s -> %s", t.Name, hostPort(t.Address, t.Config.Port), from, to)
+		}
+	}
+	// Deliver before queueing the next probe, so that changes of one target arrive in order.
+	for _, s := range holders {
+		s.notify(c)
+	}
+
+	e.mu.Lock()
+	if !ent.gone {
+		e.push(ent)
+	}
+	e.done()
+	e.mu.Unlock()
+}
+
+// done gives back the probe slot of a finished probe. e.mu is held.
+func (e *Engine) done() {
+	if e.inFlight == e.opts.MaxInFlight {
+		e.nudge() // the scheduler stopped starting probes at the limit
+	}
+	e.inFlight--
+}
+
+// queue is a min-heap of targets by due time, for container/heap.
+type queue []*entry
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q queue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+
+func (q *queue) Push(x any) {
+	ent := x.(*entry)
+	ent.index = len(*q)
+	*q = append(*q, ent)
+}
+
+func (q *queue) Pop() any {
+	old := *q
+	n := len(old) - 1
+	ent := old[n]
+	old[n] = nil
+	ent.index = -1
+	*q = old[:n]
+	return ent
+}
+
+// remove takes the target at index i out of the queue.
+func (q *queue) remove(i int) { heap.Remove(q, i) }

@@ -1,0 +1,261 @@
+package steer
+
+import (
+	"context"
+	"net"
+	"net/netip"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+	"github.com/steerdns/steerdns/zones"
+)
+
+// maxChain bounds CNAME chains followed inside a zone.
+const maxChain = 8
+
+// serveStatic answers from the static records with the file plugin's lookup, then applies the
+// two deliberate differences (the negative-answer SOA TTL of RFC 2308 and ANY per RFC 8482) and
+// continues a CNAME chain that ends at a service.
+func (s *Steer) serveStatic(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, state request.Request, z *zones.Zone, sv *served) (int, error) {
+	qname, qtype := state.Name(), state.QType()
+	answer, ns, extra, result := z.Static.Lookup(ctx, state, qname)
+	if len(answer) == 0 && (result == file.NameError || result == file.Success) && s.Next != nil && s.Fall.Through(qname) {
+		return plugin.NextOrFailure(s.Name(), s.Next, ctx, w, r)
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	m.Answer, m.Ns, m.Extra = answer, ns, extra
+
+	switch result {
+	case file.Success:
+		if qtype != dns.TypeCNAME && len(answer) > 0 {
+			if c, ok := answer[len(answer)-1].(*dns.CNAME); ok {
+				if svc := z.Services[c.Target]; svc != nil {
+					rcode, _ := s.answerService(ctx, state, z, svc, sv.answers[svc], qtype, 1, m)
+					if rcode == dns.RcodeServerFailure {
+						return rcode, nil
+					}
+				}
+			}
+		}
+	case file.NoData:
+		if qtype == dns.TypeANY {
+			m.Answer, m.Ns = []dns.RR{hinfo(qname, z)}, nil
+		}
+	case file.NameError:
+		m.Rcode = dns.RcodeNameError
+	case file.Delegation:
+		if len(m.Answer) == 0 {
+			m.Authoritative = false
+		}
+	case file.ServerFailure:
+		if len(m.Answer) == 0 {
+			return dns.RcodeServerFailure, nil
+		}
+		m.Rcode = dns.RcodeServerFailure
+	}
+	negativeSOA(m, z)
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
+
+// negativeSOA gives the SOA of a negative answer the TTL min(SOA TTL, minttl) (RFC 2308 §3).
+func negativeSOA(m *dns.Msg, z *zones.Zone) {
+	if len(m.Ns) == 0 || m.Ns[0].Header().Rrtype != dns.TypeSOA {
+		return
+	}
+	if len(m.Ns) == 1 {
+		m.Ns = z.NegSOA
+		return
+	}
+	ns := make([]dns.RR, len(m.Ns))
+	copy(ns, m.Ns)
+	ns[0] = z.NegSOA[0]
+	m.Ns = ns
+}
+
+// hinfo is the RFC 8482 §4.2 answer to ANY at a name that exists.
+func hinfo(name string, z *zones.Zone) dns.RR {
+	return &dns.HINFO{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.Spec.TTL}, Cpu: "RFC8482"}
+}
+
+// serveService answers a query at a service name.
+func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, state request.Request, z *zones.Zone, svc *zones.Service, ctr *serviceCounters) (int, error) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	rcode, _ := s.answerService(ctx, state, z, svc, ctr, state.QType(), 0, m)
+	if rcode == dns.RcodeServerFailure {
+		return rcode, nil
+	}
+	if state.QType() == dns.TypeANY && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess {
+		m.Answer, m.Ns = []dns.RR{hinfo(svc.Name, z)}, nil
+	}
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
+
+// answerService appends the answer of svc for qtype to m: the policy's choice, or the
+// when_all_down answer. A CNAME endpoint inside the zone is followed. depth counts the CNAMEs
+// followed so far.
+func (s *Steer) answerService(ctx context.Context, state request.Request, z *zones.Zone, svc *zones.Service, ctr *serviceCounters, qtype uint16, depth int, m *dns.Msg) (int, outcome) {
+	c := s.choose(svc, clientAddr(state.W, svc.Sticky))
+	if ctr != nil {
+		ctr.outcome[c.outcome].Inc()
+	}
+	switch c.outcome {
+	case outServfail:
+		return dns.RcodeServerFailure, c.outcome
+	case outNodata:
+		m.Ns = svc.NodataSOA
+		return dns.RcodeSuccess, c.outcome
+	case outFallback:
+		appendFamilies(m, qtype, svc.Fallback[zones.V4], svc.Fallback[zones.V6])
+		if len(m.Answer) == 0 {
+			m.Ns = z.NegSOA
+		}
+		return dns.RcodeSuccess, c.outcome
+	}
+
+	// A chosen pool of names answers with one CNAME, whatever the type (RFC 1034 §3.6.2).
+	if c.pool >= 0 && svc.Pools[c.pool].CNAME {
+		p := svc.Pools[c.pool]
+		ep := p.Endpoints[0]
+		for _, e := range p.Endpoints {
+			if c.failOpen || e.Status.Up() {
+				ep = e
+				break
+			}
+		}
+		cname := ep.RR[c.kind]
+		m.Answer = append(m.Answer, cname)
+		if qtype != dns.TypeCNAME {
+			s.follow(ctx, state, z, cname.(*dns.CNAME).Target, qtype, depth+1, m)
+		}
+		return dns.RcodeSuccess, c.outcome
+	}
+
+	before := len(m.Answer)
+	switch qtype {
+	case dns.TypeA:
+		s.appendPools(m, svc, c, zones.V4)
+	case dns.TypeAAAA:
+		s.appendPools(m, svc, c, zones.V6)
+	case dns.TypeANY:
+		s.appendPools(m, svc, c, zones.V4)
+		s.appendPools(m, svc, c, zones.V6)
+	}
+	if len(m.Answer) == before && before == 0 {
+		m.Ns = z.NegSOA
+	}
+	return dns.RcodeSuccess, c.outcome
+}
+
+func appendFamilies(m *dns.Msg, qtype uint16, v4, v6 []dns.RR) {
+	switch qtype {
+	case dns.TypeA:
+		m.Answer = append(m.Answer, v4...)
+	case dns.TypeAAAA:
+		m.Answer = append(m.Answer, v6...)
+	case dns.TypeANY:
+		m.Answer = append(m.Answer, v4...)
+		m.Answer = append(m.Answer, v6...)
+	}
+}
+
+// appendPools appends the endpoints of family fam that c chose, up to max_answers.
+func (s *Steer) appendPools(m *dns.Msg, svc *zones.Service, c choice, fam int) {
+	start := len(m.Answer)
+	if c.pool >= 0 {
+		appendPool(m, svc.Pools[c.pool], c, fam)
+	} else {
+		for _, p := range svc.Pools {
+			if !p.CNAME && (c.failOpen || healthy(p)) {
+				appendPool(m, p, c, fam)
+			}
+		}
+	}
+	if n := len(m.Answer) - start; svc.MaxAnswers > 0 && n > svc.MaxAnswers {
+		// Keep a random max_answers of them: a partial Fisher-Yates shuffle on a private copy,
+		// since the slice may be shared with the compiled zone.
+		picked := make([]dns.RR, n)
+		copy(picked, m.Answer[start:])
+		for i := range svc.MaxAnswers {
+			j := i + s.randN(n-i)
+			picked[i], picked[j] = picked[j], picked[i]
+		}
+		m.Answer = append(m.Answer[:start], picked[:svc.MaxAnswers]...)
+	}
+}
+
+func appendPool(m *dns.Msg, p *zones.Pool, c choice, fam int) {
+	all := p.All[c.kind][fam]
+	if c.failOpen {
+		m.Answer = appendShared(m.Answer, all)
+		return
+	}
+	for _, ep := range p.Endpoints {
+		if ep.Family == fam && !ep.Status.Up() {
+			// Some are down: copy those that are up.
+			for _, e := range p.Endpoints {
+				if e.Family == fam && e.Status.Up() {
+					m.Answer = append(m.Answer, e.RR[c.kind])
+				}
+			}
+			return
+		}
+	}
+	m.Answer = appendShared(m.Answer, all)
+}
+
+// appendShared appends rrs to answer, reusing rrs itself when answer is empty. The result must
+// not be appended to in place afterwards, so its capacity is clipped.
+func appendShared(answer, rrs []dns.RR) []dns.RR {
+	if len(answer) == 0 {
+		return rrs[:len(rrs):len(rrs)]
+	}
+	return append(answer, rrs...)
+}
+
+// follow continues a CNAME whose target lies in the zone: a service's answer or the static
+// records'. Targets outside the zone are left to the resolver.
+func (s *Steer) follow(ctx context.Context, state request.Request, z *zones.Zone, target string, qtype uint16, depth int, m *dns.Msg) {
+	if depth > maxChain || !dns.IsSubDomain(z.Origin, target) {
+		return
+	}
+	if svc := z.Services[target]; svc != nil {
+		s.answerService(ctx, state, z, svc, nil, qtype, depth, m)
+		return
+	}
+	sub := state.NewWithQuestion(target, qtype)
+	answer, ns, _, result := z.Static.Lookup(ctx, sub, target)
+	m.Answer = append(m.Answer, answer...)
+	switch result {
+	case file.NameError:
+		m.Rcode = dns.RcodeNameError
+		m.Ns = ns
+		negativeSOA(m, z)
+	case file.NoData:
+		m.Ns = ns
+		negativeSOA(m, z)
+	}
+}
+
+// clientAddr returns the client's address when the policy needs it.
+func clientAddr(w dns.ResponseWriter, need bool) netip.Addr {
+	if !need {
+		return netip.Addr{}
+	}
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,35 @@
+package steer
+
+import (
+	"sync"
+	"time"
+
+	"github.com/steerdns/steerdns/healthcheck"
+)
+
+var (
+	engineOnce sync.Once
+	engine     *healthcheck.Engine
+)
+
+// sharedEngine returns the process's probe engine. Every plugin instance subscribes to it, so a
+// (check, target) pair named by several zones, server blocks or the old and new instance of a
+// Corefile reload is probed once and keeps its state.
+func sharedEngine() *healthcheck.Engine {
+	engineOnce.Do(func() {
+		engine = healthcheck.NewEngine(healthcheck.Options{
+			OnResult: func(checkType string, d time.Duration, reason string) {
+				recordProbe(checkType, d.Seconds(), reason)
+			},
+			Logf: log.Infof,
+		})
+	})
+	return engine
+}
+
+// sharedHealth is the HealthSource of the plugin: a subscription to the shared engine.
+func sharedHealth(onChange func(Transition)) Health {
+	return sharedEngine().Subscribe(func(c healthcheck.Change) {
+		onChange(Transition{Target: c.Target, From: c.From, To: c.To, Reason: c.Reason})
+	})
+}

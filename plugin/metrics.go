@@ -1,0 +1,213 @@
+package steer
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/steerdns/steerdns/zones"
+)
+
+const subsystem = "steer"
+
+var (
+	answersTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "answers_total",
+		Help:      "Answers at steered names, by how they came about (primary, failover, fail_open, fallback, nodata, servfail).",
+	}, []string{"zone", "service", "outcome"})
+
+	transitionsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "transitions_total",
+		Help:      "Endpoint health state changes, by the state entered.",
+	}, []string{"zone", "region", "to"})
+
+	checkDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "check_duration_seconds",
+		Help:      "Duration of health probes.",
+		Buckets:   []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"type"})
+
+	checkFailures = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "check_failures_total",
+		Help:      "Failed health probes, by check type and reason (timeout, refused, reset, status, body, tls, dns, grpc, other).",
+	}, []string{"type", "reason"})
+
+	reloadsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "reloads_total",
+		Help:      "Policy file loads, by result (success, error).",
+	}, []string{"result"})
+
+	endpointUpDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_endpoint_up",
+		"Whether an endpoint is in the answers: 1 up or not yet checked, 0 down.",
+		[]string{"zone", "service", "region", "endpoint"}, nil)
+	poolHealthyDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_pool_healthy",
+		"Whether a pool has at least min_healthy endpoints up.",
+		[]string{"zone", "service", "region"}, nil)
+	policyFilesDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_policy_files",
+		"Policy files by state: loaded (the current content serves) or error (the last good version, if any, serves).",
+		[]string{"state"}, nil)
+)
+
+// serviceCounters holds a service's answer counters, resolved once per load so that the query
+// path does not look labels up.
+type serviceCounters struct {
+	outcome [numOutcomes]prometheus.Counter
+}
+
+func newServiceCounters(z *zones.Zone, svc *zones.Service) *serviceCounters {
+	c := &serviceCounters{}
+	for o := range numOutcomes {
+		c.outcome[o] = answersTotal.WithLabelValues(z.Origin, z.Relative(svc.Name), o.String())
+	}
+	return c
+}
+
+func recordLoad(res zones.Result) {
+	if n := res.Reloads; n > 0 {
+		reloadsTotal.WithLabelValues("success").Add(float64(n))
+	}
+	if n := len(res.Errors); n > 0 {
+		reloadsTotal.WithLabelValues("error").Add(float64(n))
+	}
+}
+
+// recordProbe is the health engine's hook for every probe result.
+func recordProbe(checkType string, seconds float64, reason string) {
+	checkDuration.WithLabelValues(checkType).Observe(seconds)
+	if reason != "" {
+		checkFailures.WithLabelValues(checkType, reason).Inc()
+	}
+}
+
+// transition counts a state change once per (zone, region) that holds the target. The engine
+// logs it, once however many instances hold the target.
+func (s *Steer) transition(t Transition) {
+	sv := s.served.Load()
+	if sv == nil || sv.set == nil {
+		return
+	}
+	type zr struct{ zone, region string }
+	seen := map[zr]bool{}
+	for _, z := range sv.set.Zones() {
+		for _, svc := range z.Services {
+			for _, p := range svc.Pools {
+				for _, ep := range p.Endpoints {
+					if ep.Target != nil && ep.Target.Key == t.Target.Key && !seen[zr{z.Origin, p.Region}] {
+						seen[zr{z.Origin, p.Region}] = true
+						transitionsTotal.WithLabelValues(z.Origin, p.Region, t.To.String()).Inc()
+					}
+				}
+			}
+		}
+	}
+}
+
+// instances lists the running plugin instances, newest first, for the gauges of health
+// state, which are read from the served zones at scrape time.
+var instances = &registry{}
+
+type registry struct {
+	mu   sync.Mutex
+	list []*Steer
+	once sync.Once
+}
+
+func (r *registry) add(s *Steer) {
+	r.once.Do(func() { prometheus.MustRegister(r) })
+	r.mu.Lock()
+	r.list = append([]*Steer{s}, r.list...)
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(s *Steer) {
+	r.mu.Lock()
+	r.list = slices.DeleteFunc(r.list, func(x *Steer) bool { return x == s })
+	r.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (r *registry) Describe(ch chan<- *prometheus.Desc) {
+	ch <- endpointUpDesc
+	ch <- poolHealthyDesc
+	ch <- policyFilesDesc
+}
+
+// Collect implements prometheus.Collector. During a Corefile reload two instances may serve
+// the same zone; the newest one's values are reported.
+func (r *registry) Collect(ch chan<- prometheus.Metric) {
+	r.mu.Lock()
+	list := slices.Clone(r.list)
+	r.mu.Unlock()
+	seen := map[string]bool{}
+	// A label set is reported once: the same address may stand in two pools of one region.
+	emitted := map[string]bool{}
+	emit := func(desc *prometheus.Desc, v float64, labels ...string) {
+		key := strings.Join(labels, "\x00")
+		if desc == endpointUpDesc {
+			key = "e\x00" + key
+		}
+		if emitted[key] {
+			return
+		}
+		emitted[key] = true
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	files := map[string]float64{"loaded": 0, "error": 0}
+	seenFile := map[string]bool{}
+	for _, s := range list {
+		set := s.Set()
+		if set == nil {
+			continue
+		}
+		for _, f := range set.Files {
+			if seenFile[f.Path] {
+				continue
+			}
+			seenFile[f.Path] = true
+			if f.Err != nil {
+				files["error"]++
+			} else {
+				files["loaded"]++
+			}
+		}
+		for _, z := range set.Zones() {
+			if seen[z.Origin] {
+				continue
+			}
+			seen[z.Origin] = true
+			for _, svc := range z.Services {
+				name := z.Relative(svc.Name)
+				for _, p := range svc.Pools {
+					emit(poolHealthyDesc, b2f(healthy(p)), z.Origin, name, p.Region)
+					for _, ep := range p.Endpoints {
+						emit(endpointUpDesc, b2f(ep.Status.Up()), z.Origin, name, p.Region, ep.Address)
+					}
+				}
+			}
+		}
+	}
+	for state, n := range files {
+		ch <- prometheus.MustNewConstMetric(policyFilesDesc, prometheus.GaugeValue, n, state)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+

@@ -1,0 +1,208 @@
+package steer
+
+import (
+	"encoding/binary"
+	"math"
+	"net/netip"
+
+	"github.com/steerdns/steerdns/zones"
+)
+
+// outcome is how an answer came about; the values are the outcome label of
+// coredns_steer_answers_total.
+type outcome int
+
+const (
+	outPrimary  outcome = iota // the healthy first choice
+	outFailover                // a healthy pool, not the first choice
+	outFailOpen                // no pool healthy: answered as if every endpoint were up
+	outFallback                // no pool healthy: the fallback addresses
+	outNodata                  // no pool healthy: NODATA
+	outServfail                // no pool healthy: SERVFAIL
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"primary", "failover", "fail_open", "fallback", "nodata", "servfail"}
+
+func (o outcome) String() string { return outcomeNames[o] }
+
+// choice is what a policy decided for one query.
+type choice struct {
+	pool     int  // the chosen pool; -1 = every pool (multivalue)
+	failOpen bool // treat every endpoint as up
+	kind     int  // zones.Primary or zones.Degraded: which TTL
+	outcome  outcome
+}
+
+// healthy reports whether at least MinHealthy endpoints of p are up.
+func healthy(p *zones.Pool) bool {
+	n := 0
+	for _, ep := range p.Endpoints {
+		if ep.Status.Up() {
+			if n++; n >= p.MinHealthy {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// choose runs the service's policy. client is the client's address, used by sticky weighting.
+func (s *Steer) choose(svc *zones.Service, client netip.Addr) choice {
+	switch svc.Policy {
+	case zones.Weighted:
+		return s.weighted(svc, client)
+	case zones.Multivalue:
+		return multivalue(svc)
+	default:
+		return failover(svc)
+	}
+}
+
+func failover(svc *zones.Service) choice {
+	for i, p := range svc.Pools {
+		if healthy(p) {
+			if i == 0 {
+				return choice{pool: 0, kind: zones.Primary, outcome: outPrimary}
+			}
+			return choice{pool: i, kind: zones.Degraded, outcome: outFailover}
+		}
+	}
+	return allDown(svc, 0)
+}
+
+func multivalue(svc *zones.Service) choice {
+	any, all := false, true
+	for _, p := range svc.Pools {
+		if healthy(p) {
+			any = true
+		}
+		for _, ep := range p.Endpoints {
+			if !ep.Status.Up() {
+				all = false
+			}
+		}
+	}
+	switch {
+	case !any:
+		return allDown(svc, -1)
+	case all:
+		return choice{pool: -1, kind: zones.Primary, outcome: outPrimary}
+	}
+	return choice{pool: -1, kind: zones.Degraded, outcome: outFailover}
+}
+
+// weighted picks one healthy pool at random in proportion to the weights or, when sticky, by
+// weighted rendezvous hashing of the client's subnet, so that only the clients of a failed
+// pool move.
+func (s *Steer) weighted(svc *zones.Service, client netip.Addr) choice {
+	var up uint64 // bit i: pool i is healthy (services with more than 64 pools fall back to a slice)
+	total, n := 0, 0
+	var upSlow []bool
+	if len(svc.Pools) > 64 {
+		upSlow = make([]bool, len(svc.Pools))
+	}
+	for i, p := range svc.Pools {
+		if healthy(p) {
+			total += p.Weight
+			n++
+			if upSlow != nil {
+				upSlow[i] = true
+			} else {
+				up |= 1 << i
+			}
+		}
+	}
+	isUp := func(i int) bool {
+		if upSlow != nil {
+			return upSlow[i]
+		}
+		return up&(1<<i) != 0
+	}
+	if n == 0 {
+		c := allDown(svc, 0)
+		if c.failOpen {
+			c.pool = s.pickWeighted(svc, client, func(int) bool { return true }, svc.TotalWeight)
+		}
+		return c
+	}
+	c := choice{kind: zones.Primary, outcome: outPrimary}
+	c.pool = s.pickWeighted(svc, client, isUp, total)
+	if svc.Sticky {
+		if first := s.pickWeighted(svc, client, func(int) bool { return true }, svc.TotalWeight); first != c.pool {
+			c.kind, c.outcome = zones.Degraded, outFailover
+		}
+	} else if n < len(svc.Pools) {
+		c.kind, c.outcome = zones.Degraded, outFailover
+	}
+	return c
+}
+
+func (s *Steer) pickWeighted(svc *zones.Service, client netip.Addr, ok func(int) bool, total int) int {
+	if svc.Sticky {
+		return rendezvous(svc, client, ok)
+	}
+	r := s.randN(total)
+	for i, p := range svc.Pools {
+		if !ok(i) {
+			continue
+		}
+		if r < p.Weight {
+			return i
+		}
+		r -= p.Weight
+	}
+	return len(svc.Pools) - 1
+}
+
+// rendezvous returns the pool with the highest weighted score for the client's subnet
+// (/24 for IPv4, /56 for IPv6) among the pools ok accepts.
+func rendezvous(svc *zones.Service, client netip.Addr, ok func(int) bool) int {
+	subnet := stickySubnet(client)
+	best, bestScore := -1, math.Inf(-1)
+	for i, p := range svc.Pools {
+		if !ok(i) {
+			continue
+		}
+		b := subnet.Addr().As16()
+		h := mix(binary.BigEndian.Uint64(b[:8])^mix(binary.BigEndian.Uint64(b[8:])) ^ mix(uint64(i)+0x9e3779b97f4a7c15))
+		// Map the hash to (0,1) and score -w/ln(u): weighted rendezvous hashing; the largest wins.
+		u := (float64(h>>11) + 0.5) / (1 << 53)
+		score := -float64(p.Weight) / math.Log(u)
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	return best
+}
+
+// mix is the splitmix64 finalizer: a cheap hash with good avalanche.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+func stickySubnet(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		p, _ := a.Prefix(24)
+		return p
+	}
+	p, _ := a.Prefix(56)
+	return p
+}
+
+// allDown applies when_all_down; pool is the pool that fail-open answers from.
+func allDown(svc *zones.Service, pool int) choice {
+	switch svc.WhenAllDown {
+	case zones.AllDownNodata:
+		return choice{pool: pool, kind: zones.Degraded, outcome: outNodata}
+	case zones.AllDownServfail:
+		return choice{pool: pool, kind: zones.Degraded, outcome: outServfail}
+	case zones.AllDownFallback:
+		return choice{pool: pool, kind: zones.Degraded, outcome: outFallback}
+	}
+	return choice{pool: pool, failOpen: true, kind: zones.Degraded, outcome: outFailOpen}
+}

@@ -1,0 +1,91 @@
+package steer
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/fall"
+)
+
+// Name is the name of the plugin and of its Corefile directive.
+const Name = "steer"
+
+func init() { plugin.Register(Name, setup) }
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error(Name, err)
+	}
+	s := New(cfg)
+	if err := s.Provision(sharedHealth); err != nil {
+		return plugin.Error(Name, err)
+	}
+	c.OnStartup(s.OnStartup)
+	c.OnShutdown(s.OnShutdown)
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		s.Next = next
+		return s
+	})
+	return nil
+}
+
+// Config is the parsed steer directive.
+type Config struct {
+	// Paths are policy files or folders of them (*.yaml, *.yml), absolute.
+	Paths []string
+	// Fall lists the zones whose unknown names pass to the next plugin; empty = none.
+	Fall fall.F
+}
+
+// notYet names the options of SPEC.md that are parsed but not built yet.
+var notYet = map[string]string{
+	"ecs":              "ecs on|off",
+	"admin":            "admin ADDRESS",
+	"admin_token_file": "admin_token_file FILE",
+	"state_dir":        "state_dir DIR",
+}
+
+func parse(c *caddy.Controller) (Config, error) {
+	var cfg Config
+	i := 0
+	for c.Next() {
+		if i > 0 {
+			return cfg, plugin.ErrOnce
+		}
+		i++
+		args := c.RemainingArgs()
+		if len(args) == 0 {
+			return cfg, c.ArgErr()
+		}
+		root := dnsserver.GetConfig(c).Root
+		for _, a := range args {
+			if !filepath.IsAbs(a) && root != "" {
+				a = filepath.Join(root, a)
+			}
+			abs, err := filepath.Abs(a)
+			if err != nil {
+				return cfg, c.Errf("policy path %q: %v", a, err)
+			}
+			cfg.Paths = append(cfg.Paths, abs)
+		}
+		for c.NextBlock() {
+			switch v := c.Val(); v {
+			case "fallthrough":
+				cfg.Fall.SetZonesFromArgs(c.RemainingArgs())
+			default:
+				if syntax, ok := notYet[v]; ok {
+					return cfg, c.Errf("option %q (%s) is not supported yet by this build; remove it", v, syntax)
+				}
+				return cfg, c.Errf("unknown option %q (known: fallthrough)", v)
+			}
+		}
+	}
+	if len(cfg.Paths) == 0 {
+		return cfg, fmt.Errorf("no policy files or folders given")
+	}
+	return cfg, nil
+}

@@ -1,0 +1,201 @@
+package zones
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/pkg/upstream"
+	"github.com/miekg/dns"
+	"github.com/steerdns/steerdns/healthcheck"
+)
+
+// Zone is a compiled policy file: immutable once published, safe for any number of readers.
+type Zone struct {
+	Origin   string              // fully qualified, lower case
+	Path     string              // the policy file
+	Hash     string              // hash of the file's content
+	Serial   uint32              // SOA serial in use
+	Spec     *PolicyFile         // what it was compiled from
+	Static   *file.Zone          // SOA, NS and static records, served by the file plugin's lookup
+	NegSOA   []dns.RR            // the SOA for negative answers, TTL min(SOA TTL, minttl)
+	Services map[string]*Service // by fully qualified, lower-case name
+	Targets  []healthcheck.Target
+}
+
+// Service is a compiled steered name.
+type Service struct {
+	*ServiceSpec
+	Pools []*Pool
+	// Fallback holds the when_all_down: fallback answers by family (0 = A, 1 = AAAA).
+	Fallback [2][]dns.RR
+	// TotalWeight is the sum of the pools' weights.
+	TotalWeight int
+	// NodataSOA is the authority of a when_all_down: nodata answer: the negative SOA with a
+	// TTL of at most degraded_ttl, so that resolvers ask again soon.
+	NodataSOA []dns.RR
+}
+
+// Family indexes of the prepared answers.
+const (
+	V4 = 0
+	V6 = 1
+)
+
+// TTL kinds of the prepared answers.
+const (
+	Primary  = 0 // the service's ttl
+	Degraded = 1 // the service's degraded_ttl
+)
+
+// Pool is a compiled pool.
+type Pool struct {
+	Region     string
+	Weight     int
+	MinHealthy int  // endpoints that must be up for the pool to be healthy
+	CNAME      bool // endpoints are names, answered as CNAME
+	Endpoints  []*Endpoint
+	// All holds, per TTL kind and family, the answer when every endpoint of that family is up.
+	All [2][2][]dns.RR
+}
+
+// Endpoint is a compiled endpoint.
+type Endpoint struct {
+	Address string
+	Family  int // V4 or V6; unused for CNAME endpoints
+	Weight  int
+	Check   string              // check name, CheckNone for always up
+	Target  *healthcheck.Target // nil for CheckNone
+	// Status is the endpoint's live health, set by Bind before the zone is published.
+	Status *healthcheck.Status
+	// RR is the answer record per TTL kind: an A, AAAA or CNAME.
+	RR [2]dns.RR
+}
+
+// placeholderType marks service names in the static tree, so that empty non-terminals,
+// wildcards and NXDOMAIN are decided with the service names present. It is never served:
+// queries at a service name are answered by the service.
+const placeholderType = dns.TypeNULL
+
+// Compile turns a validated policy file into a zone with serial as its SOA serial.
+func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
+	z := &Zone{Origin: pf.Zone, Path: pf.Path, Hash: hash, Serial: serial, Spec: pf, Services: map[string]*Service{}}
+	st := file.NewZone(pf.Zone, pf.Path)
+	st.Upstream = upstream.New()
+	soa := &dns.SOA{
+		Hdr:     dns.RR_Header{Name: pf.Zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: pf.TTL},
+		Ns:      pf.NS[0],
+		Mbox:    pf.SOA.Mbox,
+		Serial:  serial,
+		Refresh: pf.SOA.Refresh,
+		Retry:   pf.SOA.Retry,
+		Expire:  pf.SOA.Expire,
+		Minttl:  pf.SOA.MinTTL,
+	}
+	st.Insert(soa)
+	neg := dns.Copy(soa).(*dns.SOA)
+	neg.Hdr.Ttl = min(pf.TTL, pf.SOA.MinTTL)
+	z.NegSOA = []dns.RR{neg}
+	for _, ns := range pf.NS {
+		st.Insert(&dns.NS{Hdr: dns.RR_Header{Name: pf.Zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: pf.TTL}, Ns: ns})
+	}
+	for _, rr := range pf.Static {
+		st.Insert(dns.Copy(rr))
+	}
+	z.Static = st
+
+	targets := map[string]bool{}
+	for _, s := range pf.Services {
+		st.Insert(&dns.NULL{Hdr: dns.RR_Header{Name: s.Name, Rrtype: placeholderType, Class: dns.ClassINET}})
+		cs := &Service{ServiceSpec: s}
+		for _, ps := range s.Pools {
+			p := &Pool{Region: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints))}
+			cs.TotalWeight += ps.Weight
+			for _, es := range ps.Endpoints {
+				ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check}
+				if es.Check != CheckNone {
+					t := healthcheck.NewTarget(es.Check, pf.Checks[es.Check], es.Address)
+					ep.Target = &t
+					if !targets[t.Key] {
+						targets[t.Key] = true
+						z.Targets = append(z.Targets, t)
+					}
+				}
+				for kind, ttl := range [2]uint32{s.TTL, s.DegradedTTL} {
+					hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: ttl}
+					ep.RR[kind] = addressRR(hdr, es)
+				}
+				if es.Name != "" {
+					p.CNAME = true
+				} else {
+					ep.Family = family(es.IP)
+					for kind := range 2 {
+						p.All[kind][ep.Family] = append(p.All[kind][ep.Family], ep.RR[kind])
+					}
+				}
+				p.Endpoints = append(p.Endpoints, ep)
+			}
+			cs.Pools = append(cs.Pools, p)
+		}
+		for _, ip := range s.Fallback {
+			hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: s.DegradedTTL}
+			cs.Fallback[family(ip)] = append(cs.Fallback[family(ip)], addressRR(hdr, &EndpointSpec{IP: ip}))
+		}
+		nd := dns.Copy(neg).(*dns.SOA)
+		nd.Hdr.Ttl = min(nd.Hdr.Ttl, s.DegradedTTL)
+		cs.NodataSOA = []dns.RR{nd}
+		z.Services[s.Name] = cs
+	}
+	return z
+}
+
+func family(ip netip.Addr) int {
+	if ip.Is4() {
+		return V4
+	}
+	return V6
+}
+
+func addressRR(hdr dns.RR_Header, es *EndpointSpec) dns.RR {
+	switch {
+	case es.Name != "":
+		hdr.Rrtype = dns.TypeCNAME
+		return &dns.CNAME{Hdr: hdr, Target: es.Name}
+	case es.IP.Is4():
+		hdr.Rrtype = dns.TypeA
+		return &dns.A{Hdr: hdr, A: es.IP.AsSlice()}
+	default:
+		hdr.Rrtype = dns.TypeAAAA
+		return &dns.AAAA{Hdr: hdr, AAAA: es.IP.AsSlice()}
+	}
+}
+
+// alwaysUp is the status of endpoints with check none.
+var alwaysUp = healthcheck.NewStatus(healthcheck.Up)
+
+// Bind sets the live status of every endpoint, asking status for each checked target. It must
+// run before the zone is published; endpoints with check none are always up.
+func (z *Zone) Bind(status func(healthcheck.Target) *healthcheck.Status) {
+	for _, s := range z.Services {
+		for _, p := range s.Pools {
+			for _, ep := range p.Endpoints {
+				if ep.Target == nil {
+					ep.Status = alwaysUp
+				} else {
+					ep.Status = status(*ep.Target)
+				}
+			}
+		}
+	}
+}
+
+// Service returns the service at name (fully qualified, lower case), or nil.
+func (z *Zone) Service(name string) *Service { return z.Services[name] }
+
+// Relative returns name relative to the zone, "@" for the apex; for labels in metrics and logs.
+func (z *Zone) Relative(name string) string {
+	if name == z.Origin {
+		return "@"
+	}
+	return strings.TrimSuffix(name, "."+z.Origin)
+}

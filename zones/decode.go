@@ -1,0 +1,579 @@
+package zones
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/steerdns/steerdns/healthcheck"
+	"go.yaml.in/yaml/v3"
+)
+
+// Decode reads one policy file strictly and validates it. Every problem found is returned, each
+// naming the file, the line and the key path; nothing is returned with a non-nil error.
+func Decode(path string, data []byte) (*PolicyFile, error) {
+	d := &decoder{file: path, lines: map[string]int{}}
+	pf := d.decode(data)
+	if len(d.errs) > 0 {
+		sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
+		return nil, d.errs
+	}
+	return pf, nil
+}
+
+type decoder struct {
+	file  string
+	errs  Errors
+	lines map[string]int // key path -> line, for the errors of validate
+}
+
+// line returns the line of a key path, or of its nearest parent that has one.
+func (d *decoder) line(path string) int {
+	for path != "" {
+		if l, ok := d.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// fail records a problem found after decoding, at the line of path.
+func (d *decoder) fail(path, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Line: d.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (d *decoder) decode(data []byte) *PolicyFile {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			d.errf(nil, "", "the file is empty; it needs at least zone and ns")
+			return nil
+		}
+		msg := err.Error()
+		line := 0
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		}
+		d.errs = append(d.errs, &Error{File: d.file, Line: line, Msg: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		d.errf(&extra, "", "a policy file holds one YAML document; remove the second one")
+		return nil
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	pf := &PolicyFile{Path: d.file, TTL: 3600, SOA: SOA{Refresh: 7200, Retry: 3600, Expire: 1209600, MinTTL: 60}}
+	var zoneNode, nsNode, recNode *yaml.Node
+	d.mapping(root, "", map[string]func(*yaml.Node, string){
+		"zone": func(n *yaml.Node, p string) { zoneNode = n; pf.Zone = d.fqdn(n, p) },
+		"ttl":  func(n *yaml.Node, p string) { pf.TTL = d.ttl(n, p) },
+		"ns": func(n *yaml.Node, p string) {
+			nsNode = n
+			for i, item := range d.seq(n, p) {
+				pf.NS = append(pf.NS, d.fqdn(item, fmt.Sprintf("%s[%d]", p, i)))
+			}
+		},
+		"soa":     func(n *yaml.Node, p string) { d.soa(n, p, &pf.SOA) },
+		"records": func(n *yaml.Node, p string) { recNode = n; pf.Records = d.str(n, p) },
+		"checks": func(n *yaml.Node, p string) {
+			pf.Checks = map[string]healthcheck.Config{}
+			d.entries(n, p, func(k string, kn, v *yaml.Node, p string) {
+				if k == CheckNone {
+					d.errf(kn, p, "%q is reserved (it means always up); choose another name", k)
+					return
+				}
+				pf.Checks[k] = d.check(v, p)
+			})
+		},
+		"regions": func(n *yaml.Node, p string) {
+			pf.Regions = map[string]*Region{}
+			d.entries(n, p, func(k string, _, v *yaml.Node, p string) { pf.Regions[k] = d.region(k, v, p) })
+		},
+		"networks": func(n *yaml.Node, p string) {
+			d.entries(n, p, func(k string, kn, v *yaml.Node, p string) {
+				pfx, err := netip.ParsePrefix(k)
+				if err != nil {
+					d.errf(kn, p, "%q is not a CIDR prefix such as 192.0.2.0/24", k)
+					return
+				}
+				if pfx.Masked() != pfx {
+					d.errf(kn, p, "%s has host bits set; write %s", k, pfx.Masked())
+					return
+				}
+				pf.Networks = append(pf.Networks, Network{Prefix: pfx, Region: d.name(v, p)})
+			})
+		},
+		"services": func(n *yaml.Node, p string) {
+			d.entries(n, p, func(k string, _, v *yaml.Node, p string) {
+				pf.Services = append(pf.Services, d.service(k, v, p))
+			})
+		},
+	})
+	if root.Kind == yaml.MappingNode {
+		if zoneNode == nil {
+			d.errf(root, "zone", "required: the zone's origin, such as example.com.")
+		}
+		if nsNode == nil {
+			d.errf(root, "ns", "required: the apex NS set, such as [ns1.example.com., ns2.example.com.]")
+		} else if len(pf.NS) == 0 {
+			d.errf(nsNode, "ns", "needs at least one name server")
+		}
+	}
+	if len(d.errs) > 0 {
+		return nil
+	}
+	if pf.SOA.Mbox == "" {
+		pf.SOA.Mbox = "hostmaster." + pf.Zone
+	}
+	if recNode != nil {
+		pf.RecLine = recNode.Line
+		if recNode.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			pf.RecLine++
+		}
+	}
+	d.validate(pf)
+	return pf
+}
+
+// mapping walks a mapping node, calling the handler of each key; unknown and duplicate keys
+// are errors.
+func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yaml.Node, string)) {
+	d.entries(n, path, func(k string, kn, v *yaml.Node, p string) {
+		f, ok := fields[k]
+		if !ok {
+			known := make([]string, 0, len(fields))
+			for name := range fields {
+				known = append(known, name)
+			}
+			sort.Strings(known)
+			d.errf(kn, p, "unknown key %q (known: %s)", k, strings.Join(known, ", "))
+			return
+		}
+		f(v, p)
+	})
+}
+
+// entries walks a mapping node whose keys are names chosen by the operator.
+func (d *decoder) entries(n *yaml.Node, path string, f func(key string, kn, v *yaml.Node, p string)) {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		if isNull(n) {
+			return
+		}
+		d.errf(n, path, "must be a mapping of keys to values, not %s", describe(n))
+		return
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, v := n.Content[i], n.Content[i+1]
+		p := kn.Value
+		if path != "" {
+			p = path + "." + kn.Value
+		}
+		if kn.Kind != yaml.ScalarNode {
+			d.errf(kn, path, "keys must be plain names")
+			continue
+		}
+		if first, dup := seen[kn.Value]; dup {
+			d.errf(kn, p, "duplicate key (first at line %d)", first)
+			continue
+		}
+		seen[kn.Value] = kn.Line
+		d.lines[p] = kn.Line
+		f(kn.Value, kn, v, p)
+	}
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "empty"
+		case "!!int", "!!float":
+			return "the number " + n.Value
+		case "!!bool":
+			return "the boolean " + n.Value
+		}
+		return strconv.Quote(n.Value)
+	}
+	return "this"
+}
+
+func (d *decoder) seq(n *yaml.Node, path string) []*yaml.Node {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		d.errf(n, path, "must be a list, not %s", describe(n))
+		return nil
+	}
+	for i, item := range n.Content {
+		d.lines[fmt.Sprintf("%s[%d]", path, i)] = item.Line
+	}
+	return n.Content
+}
+
+func (d *decoder) str(n *yaml.Node, path string) string {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		d.errf(n, path, "must be a string, not %s", describe(n))
+		return ""
+	}
+	return n.Value
+}
+
+// name is a non-empty string.
+func (d *decoder) name(n *yaml.Node, path string) string {
+	s := d.str(n, path)
+	if s == "" && n.ShortTag() == "!!str" {
+		d.errf(n, path, "must not be empty")
+	}
+	return s
+}
+
+func (d *decoder) strs(n *yaml.Node, path string) []string {
+	var out []string
+	for i, item := range d.seq(n, path) {
+		out = append(out, d.name(item, fmt.Sprintf("%s[%d]", path, i)))
+	}
+	return out
+}
+
+func (d *decoder) integer(n *yaml.Node, path string, lo, hi int64) int64 {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		d.errf(n, path, "must be a whole number, not %s", describe(n))
+		return 0
+	}
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil || v < lo || v > hi {
+		d.errf(n, path, "must be a whole number from %d to %d, not %s", lo, hi, n.Value)
+		return 0
+	}
+	return v
+}
+
+func (d *decoder) ttl(n *yaml.Node, path string) uint32 {
+	return uint32(d.integer(n, path, 0, math.MaxInt32))
+}
+
+func (d *decoder) boolean(n *yaml.Node, path string) bool {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+		d.errf(n, path, "must be true or false, not %s", describe(n))
+		return false
+	}
+	return n.Value == "true" || n.Value == "True" || n.Value == "TRUE"
+}
+
+func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
+	s := d.str(n, path)
+	if s == "" {
+		return 0
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		d.errf(n, path, "%q is not a positive duration such as 5s or 250ms", s)
+		return 0
+	}
+	return v
+}
+
+func (d *decoder) fqdn(n *yaml.Node, path string) string {
+	s := d.name(n, path)
+	if s == "" {
+		return ""
+	}
+	if !strings.HasSuffix(s, ".") {
+		d.errf(n, path, "%q must be fully qualified, ending in a dot: %q", s, s+".")
+		return ""
+	}
+	if _, ok := dns.IsDomainName(s); !ok {
+		d.errf(n, path, "%q is not a valid domain name", s)
+		return ""
+	}
+	return strings.ToLower(s)
+}
+
+func (d *decoder) soa(n *yaml.Node, path string, s *SOA) {
+	u32 := func(dst *uint32) func(*yaml.Node, string) {
+		return func(n *yaml.Node, p string) { *dst = uint32(d.integer(n, p, 0, math.MaxUint32)) }
+	}
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"mbox":    func(n *yaml.Node, p string) { s.Mbox = d.fqdn(n, p) },
+		"serial":  u32(&s.Serial),
+		"refresh": u32(&s.Refresh),
+		"retry":   u32(&s.Retry),
+		"expire":  u32(&s.Expire),
+		"minttl":  func(n *yaml.Node, p string) { s.MinTTL = d.ttl(n, p) },
+	})
+}
+
+func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
+	var c healthcheck.Config
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"type":   func(n *yaml.Node, p string) { c.Type = d.name(n, p) },
+		"port":   func(n *yaml.Node, p string) { c.Port = int(d.integer(n, p, 1, 65535)) },
+		"path":   func(n *yaml.Node, p string) { c.Path = d.path(n, p) },
+		"host":   func(n *yaml.Node, p string) { c.Host = d.name(n, p) },
+		"method": func(n *yaml.Node, p string) { c.Method = d.name(n, p) },
+		"headers": func(n *yaml.Node, p string) {
+			c.Headers = map[string]string{}
+			d.entries(n, p, func(k string, _, v *yaml.Node, p string) { c.Headers[k] = d.str(v, p) })
+		},
+		"expect_status": func(n *yaml.Node, p string) {
+			for i, item := range d.seq(n, p) {
+				ip := fmt.Sprintf("%s[%d]", p, i)
+				item = resolve(item)
+				if item.Kind != yaml.ScalarNode || (item.ShortTag() != "!!str" && item.ShortTag() != "!!int") {
+					d.errf(item, ip, "must be a status code or a range like \"200-399\", not %s", describe(item))
+					continue
+				}
+				r, err := healthcheck.ParseStatusRange(item.Value)
+				if err != nil {
+					d.errf(item, ip, "%v", err)
+					continue
+				}
+				c.ExpectStatus = append(c.ExpectStatus, r)
+			}
+		},
+		"expect_body":   func(n *yaml.Node, p string) { c.ExpectBody = d.str(n, p) },
+		"insecure_tls":  func(n *yaml.Node, p string) { c.InsecureTLS = d.boolean(n, p) },
+		"tls":           func(n *yaml.Node, p string) { c.TLS = d.boolean(n, p) },
+		"query":         func(n *yaml.Node, p string) { c.Query = d.fqdn(n, p) },
+		"service":       func(n *yaml.Node, p string) { c.Service = d.str(n, p) },
+		"interval":      func(n *yaml.Node, p string) { c.Interval = d.duration(n, p) },
+		"timeout":       func(n *yaml.Node, p string) { c.Timeout = d.duration(n, p) },
+		"fast_interval": func(n *yaml.Node, p string) { c.FastInterval = d.duration(n, p) },
+		"rise":          func(n *yaml.Node, p string) { c.Rise = int(d.integer(n, p, 1, 100)) },
+		"fall":          func(n *yaml.Node, p string) { c.Fall = int(d.integer(n, p, 1, 100)) },
+	})
+	if c.Type == "" && resolve(n).Kind == yaml.MappingNode {
+		d.errf(n, path+".type", "required: one of %s", strings.Join(healthcheck.Types, ", "))
+		return c
+	}
+	nc := c.Normalize()
+	if field, err := nc.Validate(); err != nil {
+		d.errf(n, path+"."+field, "%v", err)
+	}
+	return nc
+}
+
+func (d *decoder) path(n *yaml.Node, p string) string {
+	s := d.name(n, p)
+	if s != "" && !strings.HasPrefix(s, "/") {
+		d.errf(n, p, "%q must start with /", s)
+	}
+	return s
+}
+
+func (d *decoder) region(name string, n *yaml.Node, path string) *Region {
+	r := &Region{Name: name}
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"continent": func(n *yaml.Node, p string) {
+			r.Continent = strings.ToUpper(d.name(n, p))
+			if r.Continent != "" && !continents[r.Continent] {
+				d.errf(n, p, "%q is not a continent code (AF, AN, AS, EU, NA, OC, SA)", r.Continent)
+			}
+		},
+		"countries": func(n *yaml.Node, p string) {
+			for i, c := range d.strs(n, p) {
+				if len(c) != 2 {
+					d.errf(n, fmt.Sprintf("%s[%d]", p, i), "%q is not an ISO 3166 two-letter country code", c)
+				}
+				r.Countries = append(r.Countries, strings.ToUpper(c))
+			}
+		},
+		"location": func(n *yaml.Node, p string) {
+			items := d.seq(n, p)
+			if items == nil {
+				return
+			}
+			if len(items) != 2 {
+				d.errf(n, p, "must be [latitude, longitude]")
+				return
+			}
+			var loc [2]float64
+			for i, item := range items {
+				item = resolve(item)
+				v, err := strconv.ParseFloat(item.Value, 64)
+				if item.Kind != yaml.ScalarNode || (item.ShortTag() != "!!float" && item.ShortTag() != "!!int") || err != nil {
+					d.errf(item, p, "must be [latitude, longitude] in degrees, not %s", describe(item))
+					return
+				}
+				loc[i] = v
+			}
+			if loc[0] < -90 || loc[0] > 90 || loc[1] < -180 || loc[1] > 180 {
+				d.errf(n, p, "latitude must lie in [-90, 90] and longitude in [-180, 180]")
+				return
+			}
+			r.Location = &loc
+		},
+		"fallback": func(n *yaml.Node, p string) { r.Fallback = d.strs(n, p) },
+	})
+	return r
+}
+
+var continents = map[string]bool{"AF": true, "AN": true, "AS": true, "EU": true, "NA": true, "OC": true, "SA": true}
+
+func (d *decoder) service(key string, n *yaml.Node, path string) *ServiceSpec {
+	s := &ServiceSpec{Key: key, Policy: Failover, TTL: 30, DegradedTTL: 10, Check: CheckNone, MinHealthy: 1, WhenAllDown: AllDownAll}
+	maxSet := false
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"policy": func(n *yaml.Node, p string) {
+			s.Policy = Policy(d.name(n, p))
+			switch s.Policy {
+			case Failover, Weighted, Geo, Nearest, Multivalue:
+			default:
+				d.errf(n, p, "%q is not a policy (failover, weighted, geo, nearest, multivalue)", s.Policy)
+			}
+		},
+		"ttl":          func(n *yaml.Node, p string) { s.TTL = d.ttl(n, p) },
+		"degraded_ttl": func(n *yaml.Node, p string) { s.DegradedTTL = d.ttl(n, p) },
+		"check":        func(n *yaml.Node, p string) { s.Check = d.name(n, p) },
+		"min_healthy": func(n *yaml.Node, p string) {
+			n = resolve(n)
+			if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && strings.HasSuffix(n.Value, "%") {
+				v, err := strconv.ParseFloat(strings.TrimSuffix(n.Value, "%"), 64)
+				if err != nil || v <= 0 || v > 100 {
+					d.errf(n, p, "%q must be a percentage above 0%% and at most 100%%", n.Value)
+					return
+				}
+				s.MinHealthy, s.MinPercent = 0, v
+				return
+			}
+			if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+				d.errf(n, p, "must be a number of endpoints or a percentage such as \"50%%\", not %s", describe(n))
+				return
+			}
+			s.MinHealthy = int(d.integer(n, p, 1, 1<<20))
+		},
+		"max_answers": func(n *yaml.Node, p string) { s.MaxAnswers = int(d.integer(n, p, 0, 1<<16)); maxSet = true },
+		"sticky":      func(n *yaml.Node, p string) { s.Sticky = d.boolean(n, p) },
+		"when_all_down": func(n *yaml.Node, p string) {
+			s.WhenAllDown = AllDown(d.name(n, p))
+			switch s.WhenAllDown {
+			case AllDownAll, AllDownNodata, AllDownServfail, AllDownFallback:
+			default:
+				d.errf(n, p, "%q is not one of all, nodata, servfail, fallback", s.WhenAllDown)
+			}
+		},
+		"fallback": func(n *yaml.Node, p string) {
+			for i, item := range d.seq(n, p) {
+				ip := fmt.Sprintf("%s[%d]", p, i)
+				a, err := netip.ParseAddr(d.name(item, ip))
+				if err != nil {
+					d.errf(item, ip, "%q is not an IP address", item.Value)
+					continue
+				}
+				s.Fallback = append(s.Fallback, a.Unmap())
+			}
+		},
+		"pools": func(n *yaml.Node, p string) {
+			for i, item := range d.seq(n, p) {
+				s.Pools = append(s.Pools, d.pool(item, fmt.Sprintf("%s[%d]", p, i)))
+			}
+		},
+	})
+	if s.Policy == Multivalue && !maxSet {
+		s.MaxAnswers = 8
+	}
+	return s
+}
+
+func (d *decoder) pool(n *yaml.Node, path string) *PoolSpec {
+	p := &PoolSpec{Weight: 1}
+	d.mapping(n, path, map[string]func(*yaml.Node, string){
+		"region": func(n *yaml.Node, path string) { p.Region = d.name(n, path) },
+		"weight": func(n *yaml.Node, path string) { p.Weight = int(d.integer(n, path, 1, 1<<20)) },
+		"endpoints": func(n *yaml.Node, path string) {
+			for i, item := range d.seq(n, path) {
+				if ep := d.endpoint(item, fmt.Sprintf("%s[%d]", path, i)); ep != nil {
+					p.Endpoints = append(p.Endpoints, ep)
+				}
+			}
+		},
+	})
+	return p
+}
+
+func (d *decoder) endpoint(n *yaml.Node, path string) *EndpointSpec {
+	ep := &EndpointSpec{Weight: 1}
+	an, ap := n, path
+	if resolve(n).Kind == yaml.MappingNode {
+		an = nil
+		d.mapping(n, path, map[string]func(*yaml.Node, string){
+			"address": func(n *yaml.Node, p string) { an, ap = n, p },
+			"check":   func(n *yaml.Node, p string) { ep.Check = d.name(n, p) },
+			"weight":  func(n *yaml.Node, p string) { ep.Weight = int(d.integer(n, p, 1, 1<<20)) },
+		})
+		if an == nil {
+			d.errf(n, path+".address", "required: an IP address or a fully qualified name")
+			return nil
+		}
+	}
+	ep.Address = d.name(an, ap)
+	if ep.Address == "" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(ep.Address); err == nil {
+		if a.Zone() != "" {
+			d.errf(an, ap, "%q: an address with a zone index cannot be answered", ep.Address)
+			return nil
+		}
+		ep.IP = a.Unmap()
+		return ep
+	}
+	if !strings.HasSuffix(ep.Address, ".") || strings.Trim(ep.Address, "0123456789.:") == "" {
+		d.errf(an, ap, "%q is neither an IP address nor a fully qualified name (a name ends in a dot)", ep.Address)
+		return nil
+	}
+	if _, ok := dns.IsDomainName(ep.Address); !ok {
+		d.errf(an, ap, "%q is not a valid domain name", ep.Address)
+		return nil
+	}
+	ep.Name = strings.ToLower(ep.Address)
+	return ep
+}

@@ -1,0 +1,250 @@
+package zones
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Set is every zone served, with the state of every policy file. Immutable once built.
+type Set struct {
+	zones map[string]*Zone
+	// Files lists every policy file seen, sorted by path.
+	Files []FileState
+}
+
+// FileState is what became of one policy file in the last load.
+type FileState struct {
+	Path   string
+	Zone   string    // origin served from the file; empty when it never loaded
+	Serial uint32    // serial of the version serving
+	Loaded time.Time // when the serving version was loaded
+	Err    error     // the last error; the last good version (if any) keeps serving
+}
+
+// Zone returns the zone with origin name, or nil.
+func (s *Set) Zone(origin string) *Zone { return s.zones[origin] }
+
+// Match returns the most specific zone that contains qname (fully qualified, lower case).
+func (s *Set) Match(qname string) *Zone {
+	if s == nil {
+		return nil
+	}
+	for off, end := 0, false; !end; off, end = nextLabel(qname, off) {
+		if z, ok := s.zones[qname[off:]]; ok {
+			return z
+		}
+	}
+	return nil
+}
+
+func nextLabel(s string, off int) (int, bool) {
+	for i := off; i < len(s)-1; i++ {
+		if s[i] == '\\' {
+			i++
+			continue
+		}
+		if s[i] == '.' {
+			return i + 1, false
+		}
+	}
+	return len(s), true
+}
+
+// Zones returns the zones sorted by origin.
+func (s *Set) Zones() []*Zone {
+	out := make([]*Zone, 0, len(s.zones))
+	for _, z := range s.zones {
+		out = append(out, z)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Origin < out[j].Origin })
+	return out
+}
+
+// Loader reads the policy files under a list of paths and keeps, per file, the last version
+// that compiled. Load is not safe for concurrent use.
+type Loader struct {
+	paths   []string
+	files   map[string]*fileEntry
+	serials map[string]uint32 // origin -> last serial issued
+}
+
+type fileEntry struct {
+	hash   string // of the content last read
+	good   *Zone  // last version that compiled
+	loaded time.Time
+	err    error // error of the content last read, nil when good
+	mtime  time.Time
+}
+
+// NewLoader returns a loader for paths: policy files, or folders whose *.yaml and *.yml files
+// are policy files.
+func NewLoader(paths []string) *Loader {
+	return &Loader{paths: paths, files: map[string]*fileEntry{}, serials: map[string]uint32{}}
+}
+
+// Result is the outcome of one Load.
+type Result struct {
+	Set     *Set
+	Changed bool    // the served zones differ from the previous load
+	Errors  []error // problems first seen in this load (a file that stays broken is reported once)
+	Reloads int     // files whose new content compiled
+}
+
+// ErrNoPath is returned in Result.Errors when a path does not exist.
+var ErrNoPath = errors.New("no such file or folder")
+
+// Load reads every policy file, compiles those whose content changed and returns the set to
+// serve. A file that fails keeps its last good version; a file that is gone takes its zone
+// with it.
+func (l *Loader) Load(now time.Time) Result {
+	var res Result
+	paths, errs := l.list()
+	res.Errors = append(res.Errors, errs...)
+	seen := map[string]bool{}
+	for _, p := range paths {
+		seen[p] = true
+		e := l.files[p]
+		if e == nil {
+			e = &fileEntry{}
+			l.files[p] = e
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			err = fmt.Errorf("%s: cannot read: %w", p, err)
+			if e.err == nil || e.err.Error() != err.Error() {
+				res.Errors = append(res.Errors, err)
+			}
+			e.err, e.hash = err, ""
+			continue
+		}
+		sum := sha256.Sum256(data)
+		hash := hex.EncodeToString(sum[:])
+		if hash == e.hash {
+			continue
+		}
+		e.hash = hash
+		if fi, err := os.Stat(p); err == nil {
+			e.mtime = fi.ModTime()
+		}
+		pf, err := Decode(p, data)
+		if err != nil {
+			e.err = err
+			res.Errors = append(res.Errors, err)
+			continue
+		}
+		serial := pf.SOA.Serial
+		if serial == 0 {
+			serial = max(uint32(now.Unix()), l.serials[pf.Zone]+1)
+		}
+		if e.good != nil && e.good.Origin == pf.Zone && pf.SOA.Serial == 0 {
+			serial = max(serial, e.good.Serial+1)
+		}
+		e.good, e.err, e.loaded = Compile(pf, hash, serial), nil, now
+		res.Reloads++
+	}
+	for p := range l.files {
+		if !seen[p] {
+			delete(l.files, p)
+		}
+	}
+	res.Set, res.Errors = l.assemble(res.Errors)
+	return res
+}
+
+// assemble builds the set; when two files claim one zone, the one that served it before (else
+// the older file) keeps it, and the other is in error.
+func (l *Loader) assemble(errs []error) (*Set, []error) {
+	set := &Set{zones: map[string]*Zone{}}
+	paths := make([]string, 0, len(l.files))
+	for p := range l.files {
+		paths = append(paths, p)
+	}
+	sort.Slice(paths, func(i, j int) bool {
+		a, b := l.files[paths[i]], l.files[paths[j]]
+		if !a.mtime.Equal(b.mtime) {
+			return a.mtime.Before(b.mtime)
+		}
+		return paths[i] < paths[j]
+	})
+	owner := map[string]string{}
+	for _, p := range paths {
+		if z := l.files[p].good; z != nil && l.files[p].err == nil {
+			if _, taken := owner[z.Origin]; !taken {
+				owner[z.Origin] = p
+			}
+		}
+	}
+	for _, p := range paths {
+		e := l.files[p]
+		if e.good == nil {
+			continue
+		}
+		if o, taken := owner[e.good.Origin]; taken && o != p {
+			err := fmt.Errorf("%s: zone %s is already served from %s", p, e.good.Origin, o)
+			if e.err == nil || e.err.Error() != err.Error() {
+				errs = append(errs, err)
+			}
+			e.err = err
+			continue
+		}
+		owner[e.good.Origin] = p
+		set.zones[e.good.Origin] = e.good
+		l.serials[e.good.Origin] = max(l.serials[e.good.Origin], e.good.Serial)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		e := l.files[p]
+		fs := FileState{Path: p, Err: e.err}
+		if e.good != nil && set.zones[e.good.Origin] == e.good {
+			fs.Zone, fs.Serial, fs.Loaded = e.good.Origin, e.good.Serial, e.loaded
+		}
+		set.Files = append(set.Files, fs)
+	}
+	return set, errs
+}
+
+// list returns the policy files under the loader's paths.
+func (l *Loader) list() ([]string, []error) {
+	var out []string
+	var errs []error
+	for _, root := range l.paths {
+		fi, err := os.Stat(root)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", root, ErrNoPath))
+			continue
+		}
+		if !fi.IsDir() {
+			out = append(out, filepath.Clean(root))
+			continue
+		}
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: cannot list: %w", root, err))
+			continue
+		}
+		for _, de := range entries {
+			if IsPolicyFile(de.Name()) && de.Type()&fs.ModeType&^fs.ModeSymlink == 0 {
+				out = append(out, filepath.Join(root, de.Name()))
+			}
+		}
+	}
+	return out, errs
+}
+
+// IsPolicyFile reports whether a file name in a folder is a policy file: *.yaml or *.yml, not
+// hidden (editors' temporary files and Kubernetes' ..data links are hidden).
+func IsPolicyFile(name string) bool {
+	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") {
+		return false
+	}
+	ext := filepath.Ext(name)
+	return ext == ".yaml" || ext == ".yml"
+}
