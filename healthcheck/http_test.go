@@ -2,6 +2,8 @@ package healthcheck
 
 import (
 	"bufio"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -165,12 +167,15 @@ func TestProbeHTTPFailures(t *testing.T) {
 
 func TestProbeHTTPS(t *testing.T) {
 	t.Parallel()
-	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("secure ok")) }))
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("secure ok")) }))
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are the point
+	s.StartTLS()
 	t.Cleanup(s.Close)
 	port := portOf(t, s.Listener.Addr().String())
 
 	// httptest's certificate is for 127.0.0.1 and example.com, signed by a CA nobody trusts.
-	wantReason(t, probe(t, testTarget(TypeHTTPS, port, nil)), ReasonTLS)
+	// The first verification loads the system's roots: give it time.
+	wantReason(t, probe(t, testTarget(TypeHTTPS, port, func(c *Config) { c.Timeout = 3 * time.Second; c.Interval = 5 * time.Second })), ReasonTLS)
 	wantReason(t, probe(t, testTarget(TypeHTTPS, port, func(c *Config) { c.InsecureTLS = true; c.ExpectBody = "ok" })), "")
 	wantReason(t, probe(t, testTarget(TypeHTTPS, port, func(c *Config) { c.InsecureTLS = true; c.Host = "example.com" })), "")
 	// Plain HTTP to a TLS port: the server answers 400.

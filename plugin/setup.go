@@ -89,3 +89,20 @@ func parse(c *caddy.Controller) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// Directives returns CoreDNS's directive list with steer inserted before file, the order
+// steerdns runs its plugins in: steer answers the zones of its policy files, and the plugins
+// before it (dnssec, cache, rewrite, acl...) see its answers.
+func Directives() []string {
+	var out []string
+	for _, d := range dnsserver.Directives {
+		if d == Name {
+			continue
+		}
+		if d == "file" {
+			out = append(out, Name)
+		}
+		out = append(out, d)
+	}
+	return out
+}

@@ -51,22 +51,10 @@ var exampleCorefile string
 var examplePolicy []byte
 
 func init() {
-	if err := dnsserver.SetDirectives(Directives()); err != nil {
+	if err := dnsserver.SetDirectives(steer.Directives()); err != nil {
 		panic(err)
 	}
 	caddy.SetDefaultCaddyfileLoader("steerdns", caddy.LoaderFunc(defaultLoader))
-}
-
-// Directives returns CoreDNS's directive list with steer inserted before file.
-func Directives() []string {
-	var out []string
-	for _, d := range dnsserver.Directives {
-		if d == "file" {
-			out = append(out, steer.Name)
-		}
-		out = append(out, d)
-	}
-	return out
 }
 
 // defaultLoader reads ./Corefile as CoreDNS does and, when there is none, serves the embedded

@@ -1,0 +1,189 @@
+// Package test holds the end-to-end tests of steerdns: the real server started from a Corefile,
+// real backends on 127.0.0.1, and assertions on what a DNS client sees.
+package test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/miekg/dns"
+
+	// The plugins the tests' Corefiles use, as cmd/steerdns ships them.
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/dnssec"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/file"
+	_ "github.com/coredns/coredns/plugin/metrics"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+
+	steer "github.com/steerdns/steerdns/plugin"
+)
+
+func TestMain(m *testing.M) {
+	if err := dnsserver.SetDirectives(steer.Directives()); err != nil {
+		panic(err)
+	}
+	caddy.Quiet = true
+	dnsserver.Quiet = true
+	os.Exit(m.Run())
+}
+
+var startMu sync.Mutex
+
+// server is a running steerdns server.
+type server struct {
+	inst     *caddy.Instance
+	UDP, TCP string
+}
+
+type input string
+
+func (i input) Body() []byte       { return []byte(i) }
+func (i input) Path() string       { return "Corefile" }
+func (i input) ServerType() string { return "dns" }
+
+// start runs a server from corefile and stops it when the test ends. Use port 0 in the
+// Corefile's server block ("example.com:0"); the addresses it listens on are returned.
+func start(t testing.TB, corefile string) *server {
+	t.Helper()
+	startMu.Lock()
+	inst, err := caddy.Start(input(corefile))
+	startMu.Unlock()
+	if err != nil {
+		t.Fatalf("starting the server: %v\n%s", err, corefile)
+	}
+	t.Cleanup(func() { inst.Stop() })
+	srv := inst.Servers()[0]
+	s := &server{inst: inst}
+	if a := srv.LocalAddr(); a != nil {
+		s.UDP = a.String()
+	}
+	if a := srv.Addr(); a != nil {
+		s.TCP = a.String()
+	}
+	return s
+}
+
+// writeFile writes content to name inside dir and returns the path.
+func writeFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ask sends one question over net ("udp" or "tcp") and returns the reply.
+func ask(t testing.TB, net, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	return exchange(t, net, addr, m)
+}
+
+func exchange(t testing.TB, net, addr string, m *dns.Msg) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: net, Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("%s %s %s: %v", net, m.Question[0].Name, dns.TypeToString[m.Question[0].Qtype], err)
+	}
+	return r
+}
+
+// answers returns the answer section's data (A/AAAA addresses, CNAME targets), in order.
+func answers(r *dns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		switch x := rr.(type) {
+		case *dns.A:
+			out = append(out, x.A.String())
+		case *dns.AAAA:
+			out = append(out, x.AAAA.String())
+		case *dns.CNAME:
+			out = append(out, "CNAME "+x.Target)
+		default:
+			out = append(out, strings.TrimPrefix(rr.String(), rr.Header().String()))
+		}
+	}
+	return out
+}
+
+// eventually polls cond every 20ms until it holds or the deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// backend is an HTTP server on 127.0.0.1 that can be stopped and started on the same port.
+type backend struct {
+	t      testing.TB
+	Port   int
+	mu     sync.Mutex
+	srv    *http.Server
+	Status int // status code to answer with; 200 by default
+}
+
+func newBackend(t testing.TB) *backend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{t: t, Port: l.Addr().(*net.TCPAddr).Port, Status: 200}
+	b.serve(l)
+	t.Cleanup(b.Stop)
+	return b
+}
+
+func (b *backend) serve(l net.Listener) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		st := b.Status
+		b.mu.Unlock()
+		w.WriteHeader(st)
+		fmt.Fprintln(w, "ok")
+	})}
+	go b.srv.Serve(l)
+}
+
+// Stop closes the listener and every connection: probes get "connection refused".
+func (b *backend) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv != nil {
+		b.srv.Close()
+		b.srv = nil
+	}
+}
+
+// Start listens again on the same port.
+func (b *backend) Start() {
+	b.t.Helper()
+	var l net.Listener
+	var err error
+	eventually(b.t, 5*time.Second, "re-listening on the backend's port", func() bool {
+		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port))
+		return err == nil
+	})
+	b.serve(l)
+}
