@@ -165,7 +165,7 @@ func rendezvous(svc *zones.Service, client netip.Addr, ok func(int) bool) int {
 			continue
 		}
 		b := subnet.Addr().As16()
-		h := mix(binary.BigEndian.Uint64(b[:8])^mix(binary.BigEndian.Uint64(b[8:])) ^ mix(uint64(i)+0x9e3779b97f4a7c15))
+		h := mix(binary.BigEndian.Uint64(b[:8]) ^ mix(binary.BigEndian.Uint64(b[8:])) ^ mix(uint64(i)+0x9e3779b97f4a7c15))
 		// Map the hash to (0,1) and score -w/ln(u): weighted rendezvous hashing; the largest wins.
 		u := (float64(h>>11) + 0.5) / (1 << 53)
 		score := -float64(p.Weight) / math.Log(u)

@@ -48,7 +48,7 @@ type PolicyFile struct {
 	Checks   map[string]healthcheck.Config // named checks, normalized
 	Regions  map[string]*Region            // by name
 	Networks []Network                     // client CIDR -> region, in file order
-	Services []*ServiceSpec                    // in file order
+	Services []*ServiceSpec                // in file order
 }
 
 // SOA holds the apex SOA fields.
@@ -64,10 +64,10 @@ type SOA struct {
 // Region is where pools live; geo and nearest use it.
 type Region struct {
 	Name      string
-	Continent string     // two-letter continent code, upper case
-	Countries []string   // ISO 3166 alpha-2 codes, upper case
+	Continent string      // two-letter continent code, upper case
+	Countries []string    // ISO 3166 alpha-2 codes, upper case
 	Location  *[2]float64 // latitude, longitude in degrees
-	Fallback  []string   // regions to try next, in order
+	Fallback  []string    // regions to try next, in order
 }
 
 // Network maps a client prefix to a region.
