@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/file"
@@ -27,7 +28,9 @@ func (s *Steer) serveStatic(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-	m.Answer, m.Ns, m.Extra = answer, ns, extra
+	// The file plugin's lookup returns slices of the zone itself; clip them so that a plugin
+	// that appends to the reply (dnssec does) copies instead of writing into the zone.
+	m.Answer, m.Ns, m.Extra = slices.Clip(answer), slices.Clip(ns), slices.Clip(extra)
 
 	switch result {
 	case file.Success:
@@ -236,10 +239,10 @@ func (s *Steer) follow(ctx context.Context, state request.Request, z *zones.Zone
 	switch result {
 	case file.NameError:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = ns
+		m.Ns = slices.Clip(ns)
 		negativeSOA(m, z)
 	case file.NoData:
-		m.Ns = ns
+		m.Ns = slices.Clip(ns)
 		negativeSOA(m, z)
 	}
 }

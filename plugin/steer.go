@@ -54,10 +54,18 @@ type Steer struct {
 	health Health
 	randN  func(n int) int // random numbers for the weighted policy; rand.IntN unless a test sets it
 
-	mu     sync.Mutex // serializes loads
-	loader *zones.Loader
-	served atomic.Pointer[served]
+	mu      sync.Mutex // serializes loads
+	loader  *zones.Loader
+	watcher *zones.Watcher
+	served  atomic.Pointer[served]
 }
+
+// Reload timing: events are gathered for debounce before a load; a content hash is compared
+// every poll in case the file system's events got lost.
+const (
+	debounce = 100 * time.Millisecond
+	poll     = 5 * time.Second
+)
 
 // served is what the query path reads: the zones and their per-service metrics, swapped whole.
 type served struct {
@@ -102,7 +110,11 @@ func (s *Steer) Reload() {
 	defer s.mu.Unlock()
 	res := s.loader.Load(time.Now())
 	for _, err := range res.Errors {
-		log.Errorf("policy file rejected, last good version keeps serving: %v", err)
+		if errors.Is(err, zones.ErrNoPath) {
+			log.Warningf("%v: nothing is served from it until it exists", err)
+			continue
+		}
+		log.Errorf("policy file rejected, the last good version (if any) keeps serving: %v", err)
 	}
 	if res.Reloads > 0 || res.Set != s.served.Load().set {
 		s.publish(res.Set)
@@ -148,16 +160,28 @@ func (s *Steer) publish(set *zones.Set) {
 // Set returns the zones served now.
 func (s *Steer) Set() *zones.Set { return s.served.Load().set }
 
-// OnStartup registers the instance for the metrics of health state.
+// OnStartup starts watching the policy files and registers the instance for the metrics of
+// health state.
 func (s *Steer) OnStartup() error {
+	w, err := zones.NewWatcher(s.cfg.Paths, debounce, poll, s.Reload)
+	if err != nil {
+		return fmt.Errorf("watching policy files: %w", err)
+	}
+	s.watcher = w
 	instances.add(s)
+	// A file may have changed between Provision and now.
+	s.Reload()
 	return nil
 }
 
-// OnShutdown stops the instance's probes. On a Corefile reload the new instance has already
-// taken over the targets it shares with this one, so their state carries over.
+// OnShutdown stops the watcher and the instance's probes. On a Corefile reload the new
+// instance has already taken over the targets it shares with this one, so their state
+// carries over.
 func (s *Steer) OnShutdown() error {
 	instances.remove(s)
+	if s.watcher != nil {
+		s.watcher.Close()
+	}
 	s.health.Close()
 	return nil
 }

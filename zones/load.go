@@ -74,6 +74,7 @@ type Loader struct {
 	paths   []string
 	files   map[string]*fileEntry
 	serials map[string]uint32 // origin -> last serial issued
+	missing map[string]bool   // paths found missing in the last load, reported once
 }
 
 type fileEntry struct {
@@ -87,7 +88,7 @@ type fileEntry struct {
 // NewLoader returns a loader for paths: policy files, or folders whose *.yaml and *.yml files
 // are policy files.
 func NewLoader(paths []string) *Loader {
-	return &Loader{paths: paths, files: map[string]*fileEntry{}, serials: map[string]uint32{}}
+	return &Loader{paths: paths, files: map[string]*fileEntry{}, serials: map[string]uint32{}, missing: map[string]bool{}}
 }
 
 // Result is the outcome of one Load.
@@ -218,9 +219,13 @@ func (l *Loader) list() ([]string, []error) {
 	for _, root := range l.paths {
 		fi, err := os.Stat(root)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", root, ErrNoPath))
+			if !l.missing[root] {
+				errs = append(errs, fmt.Errorf("%s: %w", root, ErrNoPath))
+			}
+			l.missing[root] = true
 			continue
 		}
+		delete(l.missing, root)
 		if !fi.IsDir() {
 			out = append(out, filepath.Clean(root))
 			continue

@@ -1,0 +1,70 @@
+package steer
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+)
+
+// discard is a ResponseWriter that drops the reply after it is built, so the benchmarks
+// measure the plugin and not packing.
+type discard struct{ test.ResponseWriter }
+
+func (*discard) WriteMsg(*dns.Msg) error { return nil }
+
+const benchZone = `zone: example.com.
+ns: [ns1.example.com.]
+records: |
+  ns1  A 192.0.2.53
+  static A 192.0.2.80
+checks:
+  web: {type: tcp, port: 80}
+services:
+  www:
+    policy: failover
+    check: web
+    pools:
+      - {region: a, endpoints: [192.0.2.1, 192.0.2.2]}
+      - {region: b, endpoints: [192.0.2.11, 192.0.2.12]}
+      - {region: c, endpoints: [192.0.2.21, 192.0.2.22]}
+`
+
+const benchMaster = `$ORIGIN example.com.
+@ 3600 IN SOA ns1.example.com. hostmaster.example.com. 1 7200 3600 1209600 60
+@ 3600 IN NS ns1
+ns1 3600 IN A 192.0.2.53
+static 3600 IN A 192.0.2.80
+`
+
+func benchServe(b *testing.B, h interface {
+	ServeDNS(context.Context, dns.ResponseWriter, *dns.Msg) (int, error)
+}, name string) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	w := &discard{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.ServeDNS(ctx, w, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkServeDNS(b *testing.B) {
+	s, _ := newTestSteer(b, benchZone)
+	z, err := file.Parse(strings.NewReader(benchMaster), "example.com.", "bench", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := file.File{Zones: file.Zones{Z: map[string]*file.Zone{"example.com.": z}, Names: []string{"example.com."}}}
+	b.Run("steer/steered", func(b *testing.B) { benchServe(b, s, "www.example.com.") })
+	b.Run("steer/static", func(b *testing.B) { benchServe(b, s, "static.example.com.") })
+	b.Run("file/static", func(b *testing.B) { benchServe(b, f, "static.example.com.") })
+	b.Run("steer/nxdomain", func(b *testing.B) { benchServe(b, s, "nope.example.com.") })
+	b.Run("file/nxdomain", func(b *testing.B) { benchServe(b, f, "nope.example.com.") })
+}
