@@ -62,7 +62,11 @@ func start(t testing.TB, corefile string) *server {
 	if err != nil {
 		t.Fatalf("starting the server: %v\n%s", err, corefile)
 	}
-	t.Cleanup(func() { inst.Stop() })
+	t.Cleanup(func() {
+		inst.Stop()
+		// Stop closes the listeners only; the plugins' shutdown (watchers, probes) is here.
+		inst.ShutdownCallbacks()
+	})
 	srv := inst.Servers()[0]
 	s := &server{inst: inst}
 	if a := srv.LocalAddr(); a != nil {
@@ -139,6 +143,16 @@ type backend struct {
 	mu     sync.Mutex
 	srv    *http.Server
 	Status int // status code to answer with; 200 by default
+	hits   int // requests served
+	// Alternate makes the backend answer 503 and Status in turn, starting with 503.
+	Alternate bool
+}
+
+// Hits returns the number of requests served so far.
+func (b *backend) Hits() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hits
 }
 
 func newBackend(t testing.TB) *backend {
@@ -159,6 +173,10 @@ func (b *backend) serve(l net.Listener) {
 	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		st := b.Status
+		b.hits++
+		if b.Alternate && b.hits%2 == 1 {
+			st = http.StatusServiceUnavailable
+		}
 		b.mu.Unlock()
 		w.WriteHeader(st)
 		fmt.Fprintln(w, "ok")

@@ -74,21 +74,25 @@ type Loader struct {
 	paths   []string
 	files   map[string]*fileEntry
 	serials map[string]uint32 // origin -> last serial issued
+	served  map[string]*Zone  // origin -> zone served by the last load
+	owners  map[string]string // origin -> file that served it in the last load
 	missing map[string]bool   // paths found missing in the last load, reported once
 }
 
 type fileEntry struct {
-	hash   string // of the content last read
-	good   *Zone  // last version that compiled
-	loaded time.Time
-	err    error // error of the content last read, nil when good
-	mtime  time.Time
+	hash     string // of the content last read
+	good     *Zone  // last version that compiled
+	loaded   time.Time
+	err      error // error of the content last read, nil when good
+	conflict bool  // err is that another file serves the zone
+	mtime    time.Time
 }
 
 // NewLoader returns a loader for paths: policy files, or folders whose *.yaml and *.yml files
 // are policy files.
 func NewLoader(paths []string) *Loader {
-	return &Loader{paths: paths, files: map[string]*fileEntry{}, serials: map[string]uint32{}, missing: map[string]bool{}}
+	return &Loader{paths: paths, files: map[string]*fileEntry{}, serials: map[string]uint32{}, missing: map[string]bool{},
+		served: map[string]*Zone{}, owners: map[string]string{}}
 }
 
 // Result is the outcome of one Load.
@@ -107,8 +111,16 @@ var ErrNoPath = errors.New("no such file or folder")
 // with it.
 func (l *Loader) Load(now time.Time) Result {
 	var res Result
-	paths, errs := l.list()
+	paths, missing, errs := listPolicyFiles(l.paths)
 	res.Errors = append(res.Errors, errs...)
+	now2 := map[string]bool{}
+	for _, m := range missing {
+		if !l.missing[m] {
+			res.Errors = append(res.Errors, fmt.Errorf("%s: %w", m, ErrNoPath))
+		}
+		now2[m] = true
+	}
+	l.missing = now2
 	seen := map[string]bool{}
 	for _, p := range paths {
 		seen[p] = true
@@ -123,7 +135,7 @@ func (l *Loader) Load(now time.Time) Result {
 			if e.err == nil || e.err.Error() != err.Error() {
 				res.Errors = append(res.Errors, err)
 			}
-			e.err, e.hash = err, ""
+			e.err, e.conflict, e.hash = err, false, ""
 			continue
 		}
 		sum := sha256.Sum256(data)
@@ -131,7 +143,7 @@ func (l *Loader) Load(now time.Time) Result {
 		if hash == e.hash {
 			continue
 		}
-		e.hash = hash
+		e.hash, e.conflict = hash, false
 		if fi, err := os.Stat(p); err == nil {
 			e.mtime = fi.ModTime()
 		}
@@ -156,13 +168,20 @@ func (l *Loader) Load(now time.Time) Result {
 			delete(l.files, p)
 		}
 	}
-	res.Set, res.Errors = l.assemble(res.Errors)
+	res.Set, res.Errors = l.assemble(res.Errors, now)
+	res.Changed = len(res.Set.zones) != len(l.served)
+	for origin, z := range res.Set.zones {
+		if l.served[origin] != z {
+			res.Changed = true
+		}
+	}
+	l.served = res.Set.zones
 	return res
 }
 
 // assemble builds the set; when two files claim one zone, the one that served it before (else
 // the older file) keeps it, and the other is in error.
-func (l *Loader) assemble(errs []error) (*Set, []error) {
+func (l *Loader) assemble(errs []error, now time.Time) (*Set, []error) {
 	set := &Set{zones: map[string]*Zone{}}
 	paths := make([]string, 0, len(l.files))
 	for p := range l.files {
@@ -176,6 +195,11 @@ func (l *Loader) assemble(errs []error) (*Set, []error) {
 		return paths[i] < paths[j]
 	})
 	owner := map[string]string{}
+	for origin, p := range l.owners {
+		if e := l.files[p]; e != nil && e.good != nil && e.good.Origin == origin {
+			owner[origin] = p
+		}
+	}
 	for _, p := range paths {
 		if z := l.files[p].good; z != nil && l.files[p].err == nil {
 			if _, taken := owner[z.Origin]; !taken {
@@ -193,13 +217,21 @@ func (l *Loader) assemble(errs []error) (*Set, []error) {
 			if e.err == nil || e.err.Error() != err.Error() {
 				errs = append(errs, err)
 			}
-			e.err = err
+			e.err, e.conflict = err, true
 			continue
+		}
+		if e.conflict {
+			e.err, e.conflict = nil, false
+		}
+		if z := e.good; l.owners[z.Origin] != p && z.Spec.SOA.Serial == 0 && z.Serial <= l.serials[z.Origin] {
+			// Taken over from another file: a serial derived earlier may lie below the one served.
+			e.good, e.loaded = Compile(z.Spec, z.Hash, max(uint32(now.Unix()), l.serials[z.Origin]+1)), now
 		}
 		owner[e.good.Origin] = p
 		set.zones[e.good.Origin] = e.good
 		l.serials[e.good.Origin] = max(l.serials[e.good.Origin], e.good.Serial)
 	}
+	l.owners = owner
 	sort.Strings(paths)
 	for _, p := range paths {
 		e := l.files[p]
@@ -212,20 +244,14 @@ func (l *Loader) assemble(errs []error) (*Set, []error) {
 	return set, errs
 }
 
-// list returns the policy files under the loader's paths.
-func (l *Loader) list() ([]string, []error) {
-	var out []string
-	var errs []error
-	for _, root := range l.paths {
+// listPolicyFiles returns the policy files under paths, and the paths that do not exist.
+func listPolicyFiles(paths []string) (out, missing []string, errs []error) {
+	for _, root := range paths {
 		fi, err := os.Stat(root)
 		if err != nil {
-			if !l.missing[root] {
-				errs = append(errs, fmt.Errorf("%s: %w", root, ErrNoPath))
-			}
-			l.missing[root] = true
+			missing = append(missing, root)
 			continue
 		}
-		delete(l.missing, root)
 		if !fi.IsDir() {
 			out = append(out, filepath.Clean(root))
 			continue
@@ -241,7 +267,7 @@ func (l *Loader) list() ([]string, []error) {
 			}
 		}
 	}
-	return out, errs
+	return out, missing, errs
 }
 
 // IsPolicyFile reports whether a file name in a folder is a policy file: *.yaml or *.yml, not

@@ -229,11 +229,14 @@ func (w *Watcher) sync() {
 // hash returns a digest of the names and contents of the policy files under the paths
 // (symlinks followed), and of the paths that are missing or unreadable.
 func (w *Watcher) hash() string {
-	files, errs := (&Loader{paths: w.paths}).list()
+	files, missing, errs := listPolicyFiles(w.paths)
 	sort.Strings(files)
 	h := sha256.New()
 	for _, err := range errs {
 		fmt.Fprintf(h, "error %s\x00", err)
+	}
+	for _, m := range missing {
+		fmt.Fprintf(h, "missing %s\x00", m)
 	}
 	for _, p := range files {
 		fmt.Fprintf(h, "file %s\x00", p)
