@@ -62,13 +62,13 @@ func start(t testing.TB, corefile string) *server {
 	if err != nil {
 		t.Fatalf("starting the server: %v\n%s", err, corefile)
 	}
+	s := &server{inst: inst}
 	t.Cleanup(func() {
-		inst.Stop()
+		s.inst.Stop()
 		// Stop closes the listeners only; the plugins' shutdown (watchers, probes) is here.
-		inst.ShutdownCallbacks()
+		s.inst.ShutdownCallbacks()
 	})
 	srv := inst.Servers()[0]
-	s := &server{inst: inst}
 	if a := srv.LocalAddr(); a != nil {
 		s.UDP = a.String()
 	}
@@ -76,6 +76,18 @@ func start(t testing.TB, corefile string) *server {
 		s.TCP = a.String()
 	}
 	return s
+}
+
+// restart reloads the Corefile as the reload plugin and SIGUSR1 do.
+func (s *server) restart(t testing.TB, corefile string) {
+	t.Helper()
+	startMu.Lock()
+	defer startMu.Unlock()
+	inst, err := s.inst.Restart(input(corefile))
+	if err != nil {
+		t.Fatalf("Corefile reload: %v", err)
+	}
+	s.inst = inst
 }
 
 // writeFile writes content to name inside dir and returns the path.
@@ -131,6 +143,18 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("after %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventuallyDump is eventually with a description of the state when it fails.
+func eventuallyDump(t testing.TB, within time.Duration, what string, cond func() bool, dump func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s\n%s", within, what, dump())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -66,6 +66,19 @@ func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// isParserProblem reports whether a yaml.v3 error message is one of its parser's, whose line
+// yaml.v3 reports 0-based (its scanner's are 1-based).
+func isParserProblem(msg string) bool {
+	for _, p := range []string{"did not find expected <", "did not find expected node content",
+		"did not find expected '-' indicator", "did not find expected key", "did not find expected ',' or",
+		"found undefined tag handle", "found duplicate %", "found incompatible YAML document"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func (d *decoder) decode(data []byte) *PolicyFile {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -80,7 +93,13 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 			line, _ = strconv.Atoi(m[1])
 			msg = m[2]
 		}
-		d.errs = append(d.errs, &Error{File: d.file, Line: line, Msg: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if isParserProblem(msg) {
+			line++ // yaml.v3 gives parser (not scanner) errors a 0-based line
+		}
+		// A problem at the end of the file is reported past its last line.
+		line = min(line, bytes.Count(data, []byte("\n"))+1)
+		d.errs = append(d.errs, &Error{File: d.file, Line: line, Msg: "not valid YAML: " + msg})
 		return nil
 	}
 	var extra yaml.Node
@@ -91,6 +110,10 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
+	}
+	if isNull(resolve(root)) {
+		d.errf(nil, "", "the file is empty; it needs at least zone and ns")
+		return nil
 	}
 	pf := &PolicyFile{Path: d.file, TTL: 3600, SOA: SOA{Refresh: 7200, Retry: 3600, Expire: 1209600, MinTTL: 60}}
 	var zoneNode, nsNode, recNode *yaml.Node
@@ -145,7 +168,7 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 		}
 		if nsNode == nil {
 			d.errf(root, "ns", "required: the apex NS set, such as [ns1.example.com., ns2.example.com.]")
-		} else if len(pf.NS) == 0 {
+		} else if len(pf.NS) == 0 && resolve(nsNode).Kind == yaml.SequenceNode {
 			d.errf(nsNode, "ns", "needs at least one name server")
 		}
 	}
@@ -309,6 +332,10 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 }
 
 func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
+	if r := resolve(n); r.Kind == yaml.ScalarNode && (r.ShortTag() == "!!int" || r.ShortTag() == "!!float") {
+		d.errf(r, path, "must be a duration with a unit, such as 5s or 250ms, not %s", describe(r))
+		return 0
+	}
 	s := d.str(n, path)
 	if s == "" {
 		return 0
@@ -390,13 +417,16 @@ func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
 		"rise":          func(n *yaml.Node, p string) { c.Rise = int(d.integer(n, p, 1, 100)) },
 		"fall":          func(n *yaml.Node, p string) { c.Fall = int(d.integer(n, p, 1, 100)) },
 	})
-	if c.Type == "" && resolve(n).Kind == yaml.MappingNode {
-		d.errf(n, path+".type", "required: one of %s", strings.Join(healthcheck.Types, ", "))
+	if c.Type == "" {
+		_, written := d.lines[path+".type"] // an empty type is reported already
+		if r := resolve(n); !written && (r.Kind == yaml.MappingNode || isNull(r)) {
+			d.errf(n, path+".type", "required: one of %s", strings.Join(healthcheck.Types, ", "))
+		}
 		return c
 	}
 	nc := c.Normalize()
 	if field, err := nc.Validate(); err != nil {
-		d.errf(n, path+"."+field, "%v", err)
+		d.fail(path+"."+field, "%v", err) // at the field's line, else the check's
 	}
 	return nc
 }
@@ -420,7 +450,7 @@ func (d *decoder) region(name string, n *yaml.Node, path string) *Region {
 		},
 		"countries": func(n *yaml.Node, p string) {
 			for i, c := range d.strs(n, p) {
-				if len(c) != 2 {
+				if c != "" && len(c) != 2 {
 					d.errf(n, fmt.Sprintf("%s[%d]", p, i), "%q is not an ISO 3166 two-letter country code", c)
 				}
 				r.Countries = append(r.Countries, strings.ToUpper(c))
@@ -503,7 +533,11 @@ func (d *decoder) service(key string, n *yaml.Node, path string) *ServiceSpec {
 		"fallback": func(n *yaml.Node, p string) {
 			for i, item := range d.seq(n, p) {
 				ip := fmt.Sprintf("%s[%d]", p, i)
-				a, err := netip.ParseAddr(d.name(item, ip))
+				text := d.name(item, ip)
+				if text == "" {
+					continue // reported by name
+				}
+				a, err := netip.ParseAddr(text)
 				if err != nil {
 					d.errf(item, ip, "%q is not an IP address", item.Value)
 					continue

@@ -16,18 +16,23 @@ var parseLine = regexp.MustCompile(`at line: (\d+):\d+`)
 // between checks, regions and services, and the static records.
 func (d *decoder) validate(pf *PolicyFile) {
 	zone := pf.Zone
+	nsSeen := map[string]bool{}
 	for i, ns := range pf.NS {
 		if ns == "" {
 			d.fail(fmt.Sprintf("ns[%d]", i), "must not be empty")
+		} else if nsSeen[ns] {
+			d.fail(fmt.Sprintf("ns[%d]", i), "%s is listed twice", ns)
 		}
+		nsSeen[ns] = true
 	}
 
 	// Static records.
 	owners := map[string]bool{}
 	cuts := map[string]bool{} // delegation points below the apex
 	if strings.TrimSpace(pf.Records) != "" {
-		zp := dns.NewZoneParser(strings.NewReader(pf.Records), zone, d.file)
-		zp.SetDefaultTTL(pf.TTL)
+		// $TTL makes ttl the default of every record without one; SetDefaultTTL would let each
+		// explicit TTL become the default of the records after it (RFC 1035's old rule).
+		zp := dns.NewZoneParser(strings.NewReader(fmt.Sprintf("$TTL %d\n%s", pf.TTL, pf.Records)), zone, "") // "": the error names the file itself
 		for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 			h := rr.Header()
 			name := strings.ToLower(h.Name)
@@ -54,7 +59,7 @@ func (d *decoder) validate(pf *PolicyFile) {
 			line := pf.RecLine
 			if m := parseLine.FindStringSubmatch(err.Error()); m != nil {
 				n, _ := strconv.Atoi(m[1])
-				line += n - 1
+				line += n - 2 // lines count from 1, and the $TTL line comes first
 			}
 			msg := strings.TrimPrefix(err.Error(), "dns: ")
 			if i := strings.Index(msg, " at line: "); i >= 0 {
@@ -129,10 +134,7 @@ func (d *decoder) validate(pf *PolicyFile) {
 			d.fail(sp+".sticky", "applies to policy weighted only")
 		}
 		if s.WhenAllDown == AllDownFallback && len(s.Fallback) == 0 {
-			d.fail(sp+".fallback", "when_all_down: fallback needs fallback addresses")
-		}
-		if len(s.Fallback) > 0 && s.WhenAllDown != AllDownFallback {
-			d.fail(sp+".fallback", "is only used with when_all_down: fallback")
+			d.fail(sp+".when_all_down", "fallback needs addresses under fallback, such as fallback: [192.0.2.250]")
 		}
 		if len(s.Pools) == 0 {
 			d.fail(sp, "needs at least one pool under pools")
