@@ -105,9 +105,9 @@ func (s *Steer) transition(t Transition) {
 		for _, svc := range z.Services {
 			for _, p := range svc.Pools {
 				for _, ep := range p.Endpoints {
-					if ep.Target != nil && ep.Target.Key == t.Target.Key && !seen[zr{z.Origin, p.Region}] {
-						seen[zr{z.Origin, p.Region}] = true
-						transitionsTotal.WithLabelValues(z.Origin, p.Region, t.To.String()).Inc()
+					if ep.Target != nil && ep.Target.Key == t.Target.Key && !seen[zr{z.Origin, p.Label}] {
+						seen[zr{z.Origin, p.Label}] = true
+						transitionsTotal.WithLabelValues(z.Origin, p.Label, t.To.String()).Inc()
 					}
 				}
 			}
@@ -191,9 +191,9 @@ func (r *registry) Collect(ch chan<- prometheus.Metric) {
 			for _, svc := range z.Services {
 				name := z.Relative(svc.Name)
 				for _, p := range svc.Pools {
-					emit(poolHealthyDesc, b2f(healthy(p)), z.Origin, name, p.Region)
+					emit(poolHealthyDesc, b2f(healthy(p)), z.Origin, name, p.Label)
 					for _, ep := range p.Endpoints {
-						emit(endpointUpDesc, b2f(ep.Status.Up()), z.Origin, name, p.Region, ep.Address)
+						emit(endpointUpDesc, b2f(ep.Status.Up()), z.Origin, name, p.Label, ep.Address)
 					}
 				}
 			}

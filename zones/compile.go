@@ -1,6 +1,7 @@
 package zones
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -51,6 +52,7 @@ const (
 // Pool is a compiled pool.
 type Pool struct {
 	Region     string
+	Label      string // Region, or "pools[N]" when the pool names none: for metrics and logs
 	Weight     int
 	MinHealthy int  // endpoints that must be up for the pool to be healthy
 	CNAME      bool // endpoints are names, answered as CNAME
@@ -108,8 +110,11 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	for _, s := range pf.Services {
 		st.Insert(&dns.NULL{Hdr: dns.RR_Header{Name: s.Name, Rrtype: placeholderType, Class: dns.ClassINET}})
 		cs := &Service{ServiceSpec: s}
-		for _, ps := range s.Pools {
-			p := &Pool{Region: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints))}
+		for i, ps := range s.Pools {
+			p := &Pool{Region: ps.Region, Label: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints))}
+			if p.Label == "" {
+				p.Label = fmt.Sprintf("pools[%d]", i)
+			}
 			cs.TotalWeight += ps.Weight
 			for _, es := range ps.Endpoints {
 				ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check}
