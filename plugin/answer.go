@@ -90,11 +90,11 @@ func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-	rcode, _ := s.answerService(ctx, state, z, svc, ctr, state.QType(), 0, m)
+	rcode, out := s.answerService(ctx, state, z, svc, ctr, state.QType(), 0, m)
 	if rcode == dns.RcodeServerFailure {
 		return rcode, nil
 	}
-	if state.QType() == dns.TypeANY && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess {
+	if state.QType() == dns.TypeANY && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess && out != outNodata {
 		m.Answer, m.Ns = []dns.RR{hinfo(svc.Name, z)}, nil
 	}
 	w.WriteMsg(m)
@@ -190,7 +190,8 @@ func (s *Steer) appendPools(m *dns.Msg, svc *zones.Service, c choice, fam int) {
 			j := i + s.randN(n-i)
 			picked[i], picked[j] = picked[j], picked[i]
 		}
-		m.Answer = append(m.Answer[:start], picked[:svc.MaxAnswers]...)
+		// Cap the slice at start: m.Answer may be the zone's own prepared slice.
+		m.Answer = append(m.Answer[:start:start], picked[:svc.MaxAnswers]...)
 	}
 }
 

@@ -66,6 +66,11 @@ services:
     pools:
       - endpoints: [192.0.2.101, 192.0.2.102]
       - endpoints: [192.0.2.103, 192.0.2.104]
+  mvone:
+    policy: multivalue
+    max_answers: 2
+    pools:
+      - endpoints: [192.0.2.161, 192.0.2.162, 192.0.2.163]
   mvall:
     policy: multivalue
     check: web
@@ -256,6 +261,14 @@ func TestMultivalue(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"192.0.2.102", "192.0.2.104"}) || ttlOf(r) != 10 {
 		t.Errorf("two down: got %v ttl %d", got, ttlOf(r))
+	}
+	// One pool trimmed by max_answers: the prepared answer of the zone must stay intact, so
+	// every answer holds two different endpoints of the three.
+	for range 100 {
+		got := addrs(query(t, s, "mvone.example.com.", dns.TypeA, ""))
+		if len(got) != 2 || got[0] == got[1] {
+			t.Fatalf("max_answers 2 of 3: got %v", got)
+		}
 	}
 	// Default max_answers of multivalue is 8; both endpoints fit.
 	if got := addrs(query(t, s, "mvall.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.111", "192.0.2.112"}) {

@@ -67,8 +67,9 @@ func defaultLoader(serverType string) (caddy.Input, error) {
 	if !os.IsNotExist(err) {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "steerdns-example-")
-	if err != nil {
+	// One folder per user, rewritten at each start, so runs leave nothing behind them.
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("steerdns-example-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("writing the embedded example: %w", err)
 	}
 	policy := filepath.Join(dir, "example.test.yaml")
