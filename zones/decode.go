@@ -34,6 +34,8 @@ type decoder struct {
 	file  string
 	errs  Errors
 	lines map[string]int // key path -> line, for the errors of validate
+	// recLiteral: records is a literal block (|), so its lines are lines of the file.
+	recLiteral bool
 }
 
 // line returns the line of a key path, or of its nearest parent that has one.
@@ -79,6 +81,25 @@ func isParserProblem(msg string) bool {
 	return false
 }
 
+// yamlLines returns the number of lines of data as YAML counts them: CR LF, CR, LF, NEL, LS
+// and PS each end a line.
+func yamlLines(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); i++ {
+		switch {
+		case data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			i++
+			n++
+		case data[i] == '\r' || data[i] == '\n':
+			n++
+		case bytes.HasPrefix(data[i:], []byte("\u0085")), bytes.HasPrefix(data[i:], []byte("\u2028")),
+			bytes.HasPrefix(data[i:], []byte("\u2029")):
+			n++
+		}
+	}
+	return n
+}
+
 func (d *decoder) decode(data []byte) *PolicyFile {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -98,7 +119,7 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 			line++ // yaml.v3 gives parser (not scanner) errors a 0-based line
 		}
 		// A problem at the end of the file is reported past its last line.
-		line = min(line, bytes.Count(data, []byte("\n"))+1)
+		line = min(line, yamlLines(data))
 		d.errs = append(d.errs, &Error{File: d.file, Line: line, Msg: "not valid YAML: " + msg})
 		return nil
 	}
@@ -180,6 +201,7 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 	}
 	if recNode != nil {
 		pf.RecLine = recNode.Line
+		d.recLiteral = recNode.Style&yaml.LiteralStyle != 0
 		if recNode.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
 			pf.RecLine++
 		}

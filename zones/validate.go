@@ -57,9 +57,11 @@ func (d *decoder) validate(pf *PolicyFile) {
 		}
 		if err := zp.Err(); err != nil {
 			line := pf.RecLine
-			if m := parseLine.FindStringSubmatch(err.Error()); m != nil {
+			if m := parseLine.FindStringSubmatch(err.Error()); m != nil && d.recLiteral {
 				n, _ := strconv.Atoi(m[1])
-				line += n - 2 // lines count from 1, and the $TTL line comes first
+				// Lines count from 1, and the $TTL line comes first; an error at the end is
+				// on the last line.
+				line += min(max(n-2, 0), strings.Count(strings.TrimSuffix(pf.Records, "\n"), "\n"))
 			}
 			msg := strings.TrimPrefix(err.Error(), "dns: ")
 			if i := strings.Index(msg, " at line: "); i >= 0 {
@@ -209,7 +211,7 @@ func (d *decoder) recordErr(pf *PolicyFile, rr dns.RR, format string, args ...an
 	line := pf.RecLine
 	for i, text := range strings.Split(pf.Records, "\n") {
 		f := strings.Fields(strings.ToLower(text))
-		if len(f) > 0 && (f[0] == rel || f[0] == owner) {
+		if d.recLiteral && len(f) > 0 && (f[0] == rel || f[0] == owner) {
 			line = pf.RecLine + i
 			break
 		}

@@ -1,0 +1,401 @@
+package zones
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/steerdns/steerdns/healthcheck"
+)
+
+func compileText(t testing.TB, text string, serial uint32) *Zone {
+	t.Helper()
+	pf, err := Decode("c.yaml", []byte(text))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	return Compile(pf, "hash", serial)
+}
+
+const compileZone = `zone: example.com.
+ttl: 300
+ns: [ns1.example.com., ns2.example.net.]
+soa: {minttl: 900}
+records: |
+  ns1   A     192.0.2.53
+  mail  A     192.0.2.25
+checks:
+  web: {type: http, port: 8080}
+  same-as-web: {type: http, port: 8080}
+  tcp: {type: tcp, port: 443}
+services:
+  www:
+    ttl: 60
+    degraded_ttl: 5
+    check: web
+    when_all_down: fallback
+    fallback: [192.0.2.250, 2001:db8::250]
+    pools:
+      - region: us-east
+        weight: 3
+        endpoints:
+          - 192.0.2.10
+          - 2001:db8::10
+          - {address: 192.0.2.11, check: tcp, weight: 2}
+          - {address: 192.0.2.12, check: none}
+      - region: eu-west
+        endpoints: [198.51.100.10, "::ffff:198.51.100.11"]
+  api:
+    check: web
+    min_healthy: 50%
+    pools:
+      - endpoints: [192.0.2.10, 192.0.2.13, 192.0.2.14]
+      - endpoints: [{address: 198.51.100.10, check: same-as-web}]
+  cdn:
+    ttl: 120
+    degraded_ttl: 20
+    pools:
+      - endpoints: [Edge-1.Provider.example., edge-2.provider.example.]
+      - endpoints: [www.example.com.]
+  "@":
+    pools:
+      - endpoints: [192.0.2.1]
+`
+
+func TestCompile(t *testing.T) {
+	z := compileText(t, compileZone, 2024050101)
+	if z.Origin != "example.com." || z.Path != "c.yaml" || z.Hash != "hash" || z.Serial != 2024050101 || z.Spec == nil {
+		t.Errorf("zone %s %s %s %d", z.Origin, z.Path, z.Hash, z.Serial)
+	}
+
+	// Apex and static records, as the file plugin holds them.
+	soa := z.Static.Apex.SOA
+	if soa == nil || soa.Serial != 2024050101 || soa.Hdr.Ttl != 300 || soa.Ns != "ns1.example.com." ||
+		soa.Mbox != "hostmaster.example.com." || soa.Minttl != 900 || soa.Refresh != 7200 {
+		t.Errorf("SOA = %v", soa)
+	}
+	if len(z.Static.Apex.NS) != 2 || z.Static.Apex.NS[1].(*dns.NS).Ns != "ns2.example.net." || z.Static.Apex.NS[0].Header().Ttl != 300 {
+		t.Errorf("NS = %v", z.Static.Apex.NS)
+	}
+	if e, ok := z.Static.Search("mail.example.com."); !ok || len(e.Type(dns.TypeA)) != 1 || e.Type(dns.TypeA)[0].Header().Ttl != 300 {
+		t.Errorf("mail A not in the static tree")
+	}
+	for _, name := range []string{"www.example.com.", "api.example.com.", "cdn.example.com."} {
+		if e, ok := z.Static.Search(name); !ok || len(e.Type(placeholderType)) != 1 {
+			t.Errorf("no placeholder at %s", name)
+		}
+	}
+
+	// Negative SOA: TTL min(zone ttl, minttl) = min(300, 900).
+	if len(z.NegSOA) != 1 || z.NegSOA[0].Header().Ttl != 300 || z.NegSOA[0].(*dns.SOA).Minttl != 900 {
+		t.Errorf("NegSOA = %v", z.NegSOA)
+	}
+
+	www := z.Service("www.example.com.")
+	if www == nil || len(www.Pools) != 2 || www.TotalWeight != 4 {
+		t.Fatalf("www = %+v", www)
+	}
+	p := www.Pools[0]
+	if p.Region != "us-east" || p.Weight != 3 || p.MinHealthy != 1 || p.CNAME || len(p.Endpoints) != 4 {
+		t.Errorf("pool 0 = %+v", p)
+	}
+	for kind, ttl := range [2]uint32{60, 5} {
+		v4, v6 := p.All[kind][V4], p.All[kind][V6]
+		if len(v4) != 3 || len(v6) != 1 {
+			t.Fatalf("kind %d: %d A, %d AAAA", kind, len(v4), len(v6))
+		}
+		for _, rr := range v4 {
+			if a, ok := rr.(*dns.A); !ok || a.Hdr.Name != "www.example.com." || a.Hdr.Ttl != ttl || a.Hdr.Class != dns.ClassINET {
+				t.Errorf("kind %d: %v", kind, rr)
+			}
+		}
+		if aaaa, ok := v6[0].(*dns.AAAA); !ok || aaaa.AAAA.String() != "2001:db8::10" || aaaa.Hdr.Ttl != ttl {
+			t.Errorf("kind %d: %v", kind, v6[0])
+		}
+	}
+	for i, want := range []struct {
+		addr   string
+		family int
+		check  string
+		weight int
+	}{{"192.0.2.10", V4, "web", 1}, {"2001:db8::10", V6, "web", 1}, {"192.0.2.11", V4, "tcp", 2}, {"192.0.2.12", V4, CheckNone, 1}} {
+		ep := p.Endpoints[i]
+		if ep.Address != want.addr || ep.Family != want.family || ep.Check != want.check || ep.Weight != want.weight {
+			t.Errorf("endpoint %d = %+v, want %+v", i, ep, want)
+		}
+		if (ep.Target == nil) != (want.check == CheckNone) {
+			t.Errorf("endpoint %d: target %v", i, ep.Target)
+		}
+		if ep.RR[Primary].Header().Ttl != 60 || ep.RR[Degraded].Header().Ttl != 5 {
+			t.Errorf("endpoint %d: TTLs %d %d", i, ep.RR[Primary].Header().Ttl, ep.RR[Degraded].Header().Ttl)
+		}
+		// The pool's answer shares the endpoint's records.
+		if ep.Family == V4 && !containsRR(p.All[Degraded][V4], ep.RR[Degraded]) {
+			t.Errorf("endpoint %d: its record is not in the pool's answer", i)
+		}
+	}
+	// A v4-mapped v6 address is answered as A.
+	if ep := www.Pools[1].Endpoints[1]; ep.Family != V4 || ep.RR[Primary].(*dns.A).A.String() != "198.51.100.11" {
+		t.Errorf("::ffff:198.51.100.11 = %+v %v", ep, ep.RR[Primary])
+	}
+	// Fallback answers by family, with degraded_ttl; NODATA SOA at most degraded_ttl.
+	if fb := www.Fallback; len(fb[V4]) != 1 || len(fb[V6]) != 1 || fb[V4][0].Header().Ttl != 5 || fb[V6][0].(*dns.AAAA).AAAA.String() != "2001:db8::250" {
+		t.Errorf("fallback = %v", fb)
+	}
+	if nd := www.NodataSOA; len(nd) != 1 || nd[0].Header().Ttl != 5 || nd[0].Header().Rrtype != dns.TypeSOA {
+		t.Errorf("nodata SOA = %v", nd)
+	}
+
+	// min_healthy 50%: 2 of 3, 1 of 1.
+	api := z.Service("api.example.com.")
+	if api.Pools[0].MinHealthy != 2 || api.Pools[1].MinHealthy != 1 {
+		t.Errorf("api minimums %d %d", api.Pools[0].MinHealthy, api.Pools[1].MinHealthy)
+	}
+
+	// CNAME endpoints.
+	cdn := z.Service("cdn.example.com.")
+	for i, want := range []struct {
+		pool, ep int
+		target   string
+	}{{0, 0, "edge-1.provider.example."}, {0, 1, "edge-2.provider.example."}, {1, 0, "www.example.com."}} {
+		pool := cdn.Pools[want.pool]
+		if !pool.CNAME || len(pool.All[Primary][V4])+len(pool.All[Primary][V6]) != 0 {
+			t.Errorf("cdn pool %d: CNAME %v, All %v", want.pool, pool.CNAME, pool.All)
+		}
+		for kind, ttl := range [2]uint32{120, 20} {
+			rr := pool.Endpoints[want.ep].RR[kind]
+			c, ok := rr.(*dns.CNAME)
+			if !ok || c.Target != want.target || c.Hdr.Name != "cdn.example.com." || c.Hdr.Ttl != ttl {
+				t.Errorf("cdn endpoint %d kind %d = %v", i, kind, rr)
+			}
+		}
+	}
+
+	if apex := z.Service("example.com."); apex == nil || z.Relative(apex.Name) != "@" || z.Relative("www.example.com.") != "www" {
+		t.Errorf("apex service %v", apex)
+	}
+}
+
+func containsRR(rrs []dns.RR, rr dns.RR) bool {
+	for _, r := range rrs {
+		if r == rr {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCompileTargets(t *testing.T) {
+	z := compileText(t, compileZone, 1)
+	// web@192.0.2.10 (www and api), web@2001:db8::10, tcp@192.0.2.11, web@198.51.100.10 (www, and
+	// api's same-as-web: the same probe), web@::ffff:198.51.100.11, web@192.0.2.13,
+	// web@192.0.2.14. check none and the unchecked cdn and @ have none.
+	keys := map[string]int{}
+	for _, tg := range z.Targets {
+		keys[tg.Key]++
+	}
+	if len(z.Targets) != 7 || len(keys) != 7 {
+		for _, tg := range z.Targets {
+			t.Logf("target %s", tg)
+		}
+		t.Fatalf("%d targets, %d keys, want 7", len(z.Targets), len(keys))
+	}
+	www, api := z.Service("www.example.com."), z.Service("api.example.com.")
+	a, b := www.Pools[0].Endpoints[0].Target, api.Pools[0].Endpoints[0].Target
+	if a.Key != b.Key || a.Address != "192.0.2.10" || a.Config.Port != 8080 {
+		t.Errorf("www and api probe 192.0.2.10 differently: %v %v", a, b)
+	}
+	if www.Pools[1].Endpoints[0].Target.Key != api.Pools[1].Endpoints[0].Target.Key {
+		t.Error("two checks of one config at one address are two targets")
+	}
+	if www.Pools[0].Endpoints[0].Target.Key == www.Pools[0].Endpoints[2].Target.Key {
+		t.Error("different checks share a target")
+	}
+	for _, tg := range z.Targets {
+		if tg.Key != healthcheck.NewTarget(tg.Name, tg.Config, tg.Address).Key {
+			t.Errorf("target %s: key is not NewTarget's", tg)
+		}
+	}
+}
+
+func TestCompileBind(t *testing.T) {
+	z := compileText(t, compileZone, 1)
+	statuses := map[string]*healthcheck.Status{}
+	asked := 0
+	z.Bind(func(tg healthcheck.Target) *healthcheck.Status {
+		asked++
+		if statuses[tg.Key] == nil {
+			statuses[tg.Key] = healthcheck.NewStatus(healthcheck.Down)
+		}
+		return statuses[tg.Key]
+	})
+	if len(statuses) != len(z.Targets) {
+		t.Errorf("%d statuses for %d targets", len(statuses), len(z.Targets))
+	}
+	checked := 0
+	for _, s := range z.Services {
+		for _, p := range s.Pools {
+			for _, ep := range p.Endpoints {
+				switch {
+				case ep.Status == nil:
+					t.Errorf("%s %s: no status", s.Name, ep.Address)
+				case ep.Target == nil:
+					if !ep.Status.Up() || ep.Status.State() != healthcheck.Up {
+						t.Errorf("%s %s (check none) is %v", s.Name, ep.Address, ep.Status.State())
+					}
+				default:
+					checked++
+					if ep.Status != statuses[ep.Target.Key] || ep.Status.Up() {
+						t.Errorf("%s %s: status not from the source", s.Name, ep.Address)
+					}
+				}
+			}
+		}
+	}
+	if asked != checked {
+		t.Errorf("asked %d times for %d checked endpoints", asked, checked)
+	}
+	// Endpoints that share a target share its status.
+	www, api := z.Service("www.example.com."), z.Service("api.example.com.")
+	statuses[www.Pools[0].Endpoints[0].Target.Key].Set(healthcheck.Up)
+	if !api.Pools[0].Endpoints[0].Status.Up() {
+		t.Error("a shared target's status is not shared")
+	}
+}
+
+func TestCompileNegativeTTL(t *testing.T) {
+	for _, tc := range []struct {
+		ttl, minttl, degraded uint32
+		neg, nodata           uint32
+	}{
+		{3600, 60, 10, 60, 10},
+		{30, 60, 10, 30, 10},
+		{3600, 5, 10, 5, 5},
+		{0, 60, 10, 0, 0},
+	} {
+		text := fmt.Sprintf("zone: example.com.\nttl: %d\nns: [ns1.example.com.]\nsoa: {minttl: %d}\nservices:\n  www:\n    degraded_ttl: %d\n    pools:\n      - endpoints: [192.0.2.1]\n",
+			tc.ttl, tc.minttl, tc.degraded)
+		z := compileText(t, text, 1)
+		if got := z.NegSOA[0].Header().Ttl; got != tc.neg {
+			t.Errorf("ttl %d minttl %d: negative SOA TTL %d, want %d", tc.ttl, tc.minttl, got, tc.neg)
+		}
+		if got := z.Static.Apex.SOA.Hdr.Ttl; got != tc.ttl {
+			t.Errorf("ttl %d: SOA TTL %d", tc.ttl, got)
+		}
+		if got := z.Service("www.example.com.").NodataSOA[0].Header().Ttl; got != tc.nodata {
+			t.Errorf("ttl %d minttl %d degraded %d: NODATA SOA TTL %d, want %d", tc.ttl, tc.minttl, tc.degraded, got, tc.nodata)
+		}
+	}
+}
+
+// TestCompileExample compiles the SPEC example.
+func TestCompileExample(t *testing.T) {
+	z := Compile(decodeFile(t, exampleFile), "h", 7)
+	if len(z.Services) != 2 || z.Static.Apex.SOA.Serial != 7 {
+		t.Fatalf("services %d", len(z.Services))
+	}
+	// web@192.0.2.10, web@2001:db8::10, web-alt@192.0.2.11, web@198.51.100.10; cdn is unchecked.
+	if len(z.Targets) != 4 {
+		t.Errorf("%d targets, want 4", len(z.Targets))
+	}
+	for _, tg := range z.Targets {
+		if _, err := tg.Config.Validate(); err != nil {
+			t.Errorf("target %s: %v", tg, err)
+		}
+	}
+}
+
+// bigPolicy returns a policy file of services services with endpoints endpoints each, in two
+// pools, checked by one of three checks; services share addresses, as steered names do.
+func bigPolicy(services, endpoints int) []byte {
+	var b strings.Builder
+	b.WriteString("zone: big.example.\nns: [ns1.big.example.]\nrecords: |\n  ns1 A 192.0.2.53\nchecks:\n")
+	b.WriteString("  web: {type: http, port: 8080, path: /healthz}\n  tls: {type: https}\n  db: {type: tcp, port: 5432}\n")
+	b.WriteString("services:\n")
+	checks := []string{"web", "tls", "db", "none"}
+	for i := range services {
+		fmt.Fprintf(&b, "  s%d:\n    policy: %s\n    check: %s\n    pools:\n", i, []string{"failover", "weighted", "multivalue"}[i%3], checks[i%4])
+		for pool := range 2 {
+			fmt.Fprintf(&b, "      - region: r%d\n        endpoints:\n", pool)
+			for e := pool; e < endpoints; e += 2 {
+				// Each service's endpoints are distinct; every 16 services share a range.
+				n := (i/16)*endpoints + e
+				if e%5 == 4 {
+					a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(n >> 8), 15: byte(n)})
+					fmt.Fprintf(&b, "          - %s\n", a)
+				} else {
+					fmt.Fprintf(&b, "          - 10.%d.%d.%d\n", n>>16&255, n>>8&255, n&255)
+				}
+			}
+		}
+	}
+	return []byte(b.String())
+}
+
+func TestBigPolicyValid(t *testing.T) {
+	z := compileText(t, string(bigPolicy(50, 10)), 1)
+	if len(z.Services) != 50 {
+		t.Fatalf("%d services", len(z.Services))
+	}
+	n := 0
+	for _, s := range z.Services {
+		for _, p := range s.Pools {
+			n += len(p.Endpoints)
+		}
+	}
+	if n != 500 {
+		t.Errorf("%d endpoints, want 500", n)
+	}
+}
+
+// BenchmarkCompile decodes and compiles a zone of 1,000 services and 10,000 endpoints.
+func BenchmarkCompile(b *testing.B) {
+	data := bigPolicy(1000, 10)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		pf, err := Decode("big.yaml", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		Compile(pf, "hash", 1)
+	}
+}
+
+// TestCompileHuge compiles 100,000 services (500,000 endpoints) and logs the time and the heap
+// it takes. Run with STEER_BIG=1 go test -run TestCompileHuge -v ./zones.
+func TestCompileHuge(t *testing.T) {
+	if os.Getenv("STEER_BIG") != "1" {
+		t.Skip("set STEER_BIG=1 to compile 100,000 services")
+	}
+	data := bigPolicy(100_000, 5)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	start := time.Now()
+	pf, err := Decode("huge.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded := time.Since(start)
+	z := Compile(pf, "hash", 1)
+	compiled := time.Since(start) - decoded
+
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if len(z.Services) != 100_000 {
+		t.Fatalf("%d services", len(z.Services))
+	}
+	t.Logf("100,000 services, %d targets, file %.1f MB: decode %v, compile %v, heap in use %.0f MB (before %.0f MB)",
+		len(z.Targets), float64(len(data))/1e6, decoded.Round(time.Millisecond), compiled.Round(time.Millisecond),
+		float64(after.HeapInuse)/1e6, float64(before.HeapInuse)/1e6)
+	runtime.KeepAlive(z)
+}
