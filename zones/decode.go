@@ -21,7 +21,7 @@ import (
 // Decode reads one policy file strictly and validates it. Every problem found is returned, each
 // naming the file, the line and the key path; nothing is returned with a non-nil error.
 func Decode(path string, data []byte) (*PolicyFile, error) {
-	d := &decoder{file: path, lines: map[string]int{}}
+	d := &decoder{file: path}
 	pf := d.decode(data)
 	if len(d.errs) > 0 {
 		sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
@@ -33,24 +33,46 @@ func Decode(path string, data []byte) (*PolicyFile, error) {
 type decoder struct {
 	file  string
 	errs  Errors
-	lines map[string]int // key path -> line, for the errors of validate
+	root  *yaml.Node // the document's top node, where validate's errors find their lines
 	// recLiteral: records is a literal block (|), so its lines are lines of the file.
 	recLiteral bool
 }
 
-// line returns the line of a key path, or of its nearest parent that has one.
+// line returns the line of a key path, or of its nearest parent that has one. It walks the
+// document only when an error needs it, so a valid file pays nothing for it.
 func (d *decoder) line(path string) int {
-	for path != "" {
-		if l, ok := d.lines[path]; ok {
-			return l
+	n, line := d.root, 0
+	for path != "" && n != nil {
+		n = resolve(n)
+		switch {
+		case strings.HasPrefix(path, "["):
+			end := strings.IndexByte(path, ']')
+			i, err := strconv.Atoi(path[1:max(end, 1)])
+			if end < 0 || err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return line
+			}
+			n, line, path = n.Content[i], n.Content[i].Line, path[end+1:]
+		case n.Kind == yaml.MappingNode:
+			path = strings.TrimPrefix(path, ".")
+			// Keys may hold dots (www.eu, 192.0.2.0/24): take the longest key that the path
+			// continues from.
+			var next *yaml.Node
+			best := -1
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if len(k) > best && strings.HasPrefix(path, k) && (len(path) == len(k) || path[len(k)] == '.' || path[len(k)] == '[') {
+					best, next, line = len(k), n.Content[i+1], n.Content[i].Line
+				}
+			}
+			if next == nil {
+				return line
+			}
+			n, path = next, path[best:]
+		default:
+			return line
 		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
 	}
-	return 0
+	return line
 }
 
 // fail records a problem found after decoding, at the line of path.
@@ -132,6 +154,7 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
+	d.root = root
 	if isNull(resolve(root)) {
 		d.errf(nil, "", "the file is empty; it needs at least zone and ns")
 		return nil
@@ -254,9 +277,18 @@ func (d *decoder) entries(n *yaml.Node, path string, f func(key string, kn, v *y
 			continue
 		}
 		seen[kn.Value] = kn.Line
-		d.lines[p] = kn.Line
 		f(kn.Value, kn, v, p)
 	}
+}
+
+func hasKey(n *yaml.Node, key string) bool {
+	n = resolve(n)
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 func resolve(n *yaml.Node) *yaml.Node {
@@ -293,9 +325,6 @@ func (d *decoder) seq(n *yaml.Node, path string) []*yaml.Node {
 	if n.Kind != yaml.SequenceNode {
 		d.errf(n, path, "must be a list, not %s", describe(n))
 		return nil
-	}
-	for i, item := range n.Content {
-		d.lines[fmt.Sprintf("%s[%d]", path, i)] = item.Line
 	}
 	return n.Content
 }
@@ -440,7 +469,7 @@ func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
 		"fall":          func(n *yaml.Node, p string) { c.Fall = int(d.integer(n, p, 1, 100)) },
 	})
 	if c.Type == "" {
-		_, written := d.lines[path+".type"] // an empty type is reported already
+		written := hasKey(n, "type") // an empty type is reported already
 		if r := resolve(n); !written && (r.Kind == yaml.MappingNode || isNull(r)) {
 			d.errf(n, path+".type", "required: one of %s", strings.Join(healthcheck.Types, ", "))
 		}
