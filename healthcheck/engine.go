@@ -26,9 +26,10 @@ const DefaultMaxInFlight = 1024
 // Engine probes targets on a schedule and keeps the state of each. Targets are shared: a
 // (check, address) pair that several subscriptions hold is probed once.
 //
-// One goroutine keeps the schedule, a min-heap of due times; every probe runs in a goroutine of
-// its own, at most MaxInFlight of them at once. No goroutine waits for a target's next turn, so
-// an idle engine has one goroutine, however many targets it holds.
+// One goroutine keeps the schedule, a min-heap of due times. Probes run in at most MaxInFlight
+// goroutines, each of which takes the targets that are due one after another and ends when none
+// is. No goroutine waits for a target's next turn, so between probes an engine has one
+// goroutine, however many targets it holds.
 type Engine struct {
 	opts   Options
 	ctx    context.Context // ends when the engine closes; cancels running probes
@@ -56,7 +57,9 @@ type entry struct {
 
 // Change is a state change of a target.
 type Change struct {
-	Target   Target
+	// Target is the target that changed, as the engine probes it (with a normalized config).
+	Target Target
+	// From and To are the states before and after.
 	From, To State
 	// Reason is the Reason of the probe that caused the change; empty when To is Up.
 	Reason string
@@ -114,7 +117,8 @@ type Subscription struct {
 
 // Subscribe returns a new, empty subscription. onChange, when not nil, is called for every state
 // change of a target that the subscription holds. It is called from a probe goroutine, outside the
-// engine's locks, in order for each target; it must not block long, and must not call Close.
+// engine's locks, in order for each target; it must not block long, and must not call the Close
+// of the subscription or of the engine.
 func (e *Engine) Subscribe(onChange func(Change)) *Subscription {
 	return &Subscription{e: e, onChange: onChange, held: make(map[string]*entry)}
 }
@@ -127,7 +131,8 @@ const startSpacing = 10 * time.Millisecond
 // Sync declares the complete set of targets that s needs and returns their Status cells, in the
 // order given. Targets the engine already probes (same Key, for any subscription) keep their
 // Status, state and schedule; new ones start Unknown and are probed at once, the first round
-// spread over at most one interval; targets that no subscription holds any more stop.
+// spread at random over min(interval, 10ms × the number of new targets), so never more than one
+// interval; targets that no subscription holds any more stop.
 //
 // After Close (of s or of its engine), Sync returns Unknown statuses that nothing probes.
 func (s *Subscription) Sync(targets []Target) []*Status {
@@ -150,6 +155,9 @@ func (s *Subscription) Sync(targets []Target) []*Status {
 			if ent = s.held[t.Key]; ent == nil {
 				if ent = e.targets[t.Key]; ent == nil {
 					t.Config = t.Config.Normalize()
+					// Callers validate; this only keeps a bad config from spinning the scheduler.
+					t.Config.Interval = max(t.Config.Interval, MinInterval)
+					t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
 					ent = &entry{target: t, status: NewStatus(Unknown), index: -1}
 					e.targets[t.Key] = ent
 					fresh = append(fresh, ent)

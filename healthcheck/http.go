@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // maxBody is how much of an HTTP body ExpectBody searches.
@@ -60,17 +61,25 @@ func probeHTTP(ctx context.Context, c Config, addr string) error {
 			name = addr
 		}
 		tc := tls.Client(conn, &tls.Config{ServerName: name, InsecureSkipVerify: c.InsecureTLS})
-		if err := tc.HandshakeContext(ctx); err != nil {
+		if err := tc.Handshake(); err != nil { // bounded by the conn's deadline, as the rest
 			return &verdict{ReasonTLS, err}
 		}
 		conn = tc
 	}
-	if err := req.Write(conn); err != nil {
+	buf := buffers.Get().(*buffer)
+	defer buf.free()
+	buf.w.Reset()
+	if err := req.Write(&buf.w); err != nil { // into memory, so that it takes one write
+		return err
+	}
+	if _, err := conn.Write(buf.w.Bytes()); err != nil {
 		return err
 	}
 
 	cr := &capReader{conn, maxHeader}
-	br := bufio.NewReader(cr)
+	br := buf.r
+	br.Reset(cr)
+	defer br.Reset(nil)
 	resp, err := http.ReadResponse(br, req)
 	// Skip interim responses (100 Continue, 103 Early Hints), as http.Transport does.
 	for i := 0; err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; i++ {
@@ -91,7 +100,7 @@ func probeHTTP(ctx context.Context, c Config, addr string) error {
 		return nil
 	}
 	cr.n = math.MaxInt // bodyContains reads at most maxBody of the body
-	found, err := bodyContains(resp.Body, c.ExpectBody)
+	found, err := buf.bodyContains(resp.Body, c.ExpectBody)
 	if err != nil {
 		return err
 	}
@@ -99,6 +108,24 @@ func probeHTTP(ctx context.Context, c Config, addr string) error {
 		return &verdict{ReasonBody, fmt.Errorf("body does not contain %q in its first 64 KiB", c.ExpectBody)}
 	}
 	return nil
+}
+
+// buffer holds the memory of one HTTP probe, kept for the next in buffers: thousands of probes a
+// second would otherwise make 12 KiB of garbage each.
+type buffer struct {
+	w    bytes.Buffer  // the request
+	r    *bufio.Reader // the response
+	body []byte        // the start of the body, for ExpectBody
+}
+
+var buffers = sync.Pool{New: func() any { return &buffer{r: bufio.NewReader(nil), body: make([]byte, 0, 4<<10)} }}
+
+// free puts b back in buffers, unless a large body grew it.
+func (b *buffer) free() {
+	if cap(b.body) > 16<<10 {
+		b.body = make([]byte, 0, 4<<10)
+	}
+	buffers.Put(b)
 }
 
 // newRequest builds the request of check c for the target at addr.
@@ -160,11 +187,12 @@ func statusText(want []StatusRange) string {
 	return strings.Join(s, ",")
 }
 
-// bodyContains reads at most maxBody bytes of r and reports whether want occurs in them. It stops
-// reading as soon as want is found.
-func bodyContains(r io.Reader, want string) (bool, error) {
+// bodyContains reads at most maxBody bytes of r into b.body and reports whether want occurs in
+// them. It stops reading as soon as want is found.
+func (b *buffer) bodyContains(r io.Reader, want string) (bool, error) {
 	w := []byte(want)
-	buf := make([]byte, 0, 4<<10)
+	buf := b.body[:0]
+	defer func() { b.body = buf[:0] }()
 	for len(buf) < maxBody {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

@@ -194,7 +194,7 @@ func TestBodyContains(t *testing.T) {
 	}
 	for _, tc := range tests {
 		// A reader that returns one byte at a time finds a string across reads.
-		found, err := bodyContains(&oneByteReader{strings.NewReader(tc.body)}, tc.want)
+		found, err := new(buffer).bodyContains(&oneByteReader{strings.NewReader(tc.body)}, tc.want)
 		if err != nil || found != tc.found {
 			t.Errorf("bodyContains(%d bytes, %q) = %t, %v; want %t", len(tc.body), tc.want, found, err, tc.found)
 		}

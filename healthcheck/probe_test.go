@@ -61,7 +61,7 @@ func orOK(reason string) string {
 }
 
 // portOf returns the port of a listener address or a URL's host:port.
-func portOf(t *testing.T, hp string) int {
+func portOf(t testing.TB, hp string) int {
 	t.Helper()
 	_, p, err := net.SplitHostPort(hp)
 	if err != nil {
@@ -238,7 +238,7 @@ func TestProbeCanceled(t *testing.T) {
 }
 
 // httpBackend starts an httptest server with h and returns it and its port.
-func httpBackend(t *testing.T, h http.HandlerFunc) (*httptest.Server, int) {
+func httpBackend(t testing.TB, h http.HandlerFunc) (*httptest.Server, int) {
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return s, portOf(t, s.Listener.Addr().String())

@@ -23,12 +23,14 @@ func (e *Engine) run() {
 			return
 		}
 		now := time.Now()
-		limit := now.Add(slack)
-		for e.inFlight < e.opts.MaxInFlight && len(e.queue) > 0 && !e.queue[0].due.After(limit) {
-			ent := heap.Pop(&e.queue).(*entry)
+		for e.inFlight < e.opts.MaxInFlight {
+			ent := e.due(now)
+			if ent == nil {
+				break
+			}
 			e.inFlight++
 			e.wg.Add(1)
-			go e.probe(ent)
+			go e.work(ent)
 		}
 		wait := time.Duration(-1)
 		if e.inFlight < e.opts.MaxInFlight && len(e.queue) > 0 {
@@ -50,6 +52,15 @@ func (e *Engine) run() {
 	}
 }
 
+// due takes the first target of the queue if it is due at now (give or take slack), or
+// returns nil. e.mu is held.
+func (e *Engine) due(now time.Time) *entry {
+	if len(e.queue) == 0 || e.queue[0].due.After(now.Add(slack)) {
+		return nil
+	}
+	return heap.Pop(&e.queue).(*entry)
+}
+
 // nudge wakes the scheduler up.
 func (e *Engine) nudge() {
 	select {
@@ -66,14 +77,23 @@ func (e *Engine) push(ent *entry) {
 	}
 }
 
-// probe runs one probe of ent, moves its state and queues its next probe.
-func (e *Engine) probe(ent *entry) {
+// work holds one probe slot: it probes ent, then any target already due, and gives the slot back
+// when none is. Under load, probes run back to back in few goroutines.
+func (e *Engine) work(ent *entry) {
 	defer e.wg.Done()
+	for ent != nil {
+		ent = e.probe(ent)
+	}
+}
+
+// probe runs one probe of ent, moves its state and queues its next probe. It returns the next
+// target to probe in the same slot, or nil once it gave the slot back.
+func (e *Engine) probe(ent *entry) *entry {
 	t := ent.target
 	start := time.Now()
 	res := Probe(e.ctx, t)
 	if e.ctx.Err() != nil {
-		return // closing: the result means nothing
+		return nil // closing: the result means nothing
 	}
 	if e.opts.OnResult != nil {
 		e.opts.OnResult(t.Config.Type, res.Duration, res.Reason)
@@ -81,33 +101,31 @@ func (e *Engine) probe(ent *entry) {
 	now := time.Now()
 
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if ent.gone {
-		e.done()
-		e.mu.Unlock()
-		return
+		return e.next(now)
 	}
 	from := ent.status.State()
 	to, pending := ent.hys.observe(from, res.OK, t.Config.Rise, t.Config.Fall)
-	next := t.Config.Interval
+	interval := t.Config.Interval
 	if pending {
-		next = t.Config.FastInterval
+		interval = t.Config.FastInterval
 	}
 	// Intervals run from start to start, so that a state changes within the bounds of the
 	// documentation; a slow probe delays the next one, never overlaps it.
-	ent.due = start.Add(next)
+	ent.due = start.Add(interval)
 	if ent.due.Before(now) {
 		ent.due = now
 	}
 	if to == from {
 		e.push(ent)
-		e.done()
-		e.mu.Unlock()
-		return
+		return e.next(now)
 	}
 	ent.status.Set(to)
 	holders := slices.Clone(ent.holders)
-	e.mu.Unlock()
 
+	// Log and deliver outside the lock; the deferred Unlock needs it locked again at the end.
+	e.mu.Unlock()
 	c := Change{Target: t, From: from, To: to, Reason: res.Reason, Err: res.Err, At: now}
 	if e.opts.Logf != nil && (from != Unknown || to != Up) {
 		if res.Err != nil {
@@ -120,21 +138,27 @@ func (e *Engine) probe(ent *entry) {
 	for _, s := range holders {
 		s.notify(c)
 	}
-
 	e.mu.Lock()
+
 	if !ent.gone {
 		e.push(ent)
 	}
-	e.done()
-	e.mu.Unlock()
+	return e.next(time.Now())
 }
 
-// done gives back the probe slot of a finished probe. e.mu is held.
-func (e *Engine) done() {
+// next returns a target that is due at now, keeping the probe slot for it, or gives the slot
+// back and returns nil. e.mu is held.
+func (e *Engine) next(now time.Time) *entry {
+	if !e.closed {
+		if ent := e.due(now); ent != nil {
+			return ent
+		}
+	}
 	if e.inFlight == e.opts.MaxInFlight {
 		e.nudge() // the scheduler stopped starting probes at the limit
 	}
 	e.inFlight--
+	return nil
 }
 
 // queue is a min-heap of targets by due time, for container/heap.

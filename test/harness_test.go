@@ -170,6 +170,8 @@ type backend struct {
 	hits   int // requests served
 	// Alternate makes the backend answer 503 and Status in turn, starting with 503.
 	Alternate bool
+	// Hang makes the backend accept requests and never answer them.
+	Hang bool
 }
 
 // Hits returns the number of requests served so far.
@@ -201,7 +203,12 @@ func (b *backend) serve(l net.Listener) {
 		if b.Alternate && b.hits%2 == 1 {
 			st = http.StatusServiceUnavailable
 		}
+		hang := b.Hang
 		b.mu.Unlock()
+		if hang {
+			<-r.Context().Done()
+			return
+		}
 		w.WriteHeader(st)
 		fmt.Fprintln(w, "ok")
 	})}

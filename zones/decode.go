@@ -31,9 +31,9 @@ func Decode(path string, data []byte) (*PolicyFile, error) {
 }
 
 type decoder struct {
-	file  string
-	errs  Errors
-	root  *yaml.Node // the document's top node, where validate's errors find their lines
+	file string
+	errs Errors
+	root *yaml.Node // the document's top node, where validate's errors find their lines
 	// recLiteral: records is a literal block (|), so its lines are lines of the file.
 	recLiteral bool
 }
