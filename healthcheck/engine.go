@@ -42,6 +42,7 @@ type Engine struct {
 	queue    queue             // targets waiting for their turn; a target being probed is not in it
 	inFlight int
 	closed   bool
+	stats    Stats
 }
 
 // entry is one probed target.
@@ -97,6 +98,16 @@ func (e *Engine) Close() {
 	e.mu.Unlock()
 	e.cancel()
 	e.wg.Wait()
+}
+
+// Stats counts the targets the engine started and stopped probing since it was made.
+type Stats struct{ Started, Stopped uint64 }
+
+// Stats returns the engine's counts of started and stopped targets.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
 }
 
 // Len returns the number of targets the engine probes.
@@ -160,6 +171,7 @@ func (s *Subscription) Sync(targets []Target) []*Status {
 					t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
 					ent = &entry{target: t, status: NewStatus(Unknown), index: -1}
 					e.targets[t.Key] = ent
+					e.stats.Started++
 					fresh = append(fresh, ent)
 				}
 				ent.holders = append(ent.holders, s)
@@ -237,6 +249,7 @@ func (e *Engine) release(ent *entry, s *Subscription) {
 	if len(ent.holders) > 0 {
 		return
 	}
+	e.stats.Stopped++
 	ent.gone = true
 	delete(e.targets, ent.target.Key)
 	if ent.index >= 0 {

@@ -33,3 +33,6 @@ func sharedHealth(onChange func(Transition)) Health {
 		onChange(Transition{Target: c.Target, From: c.From, To: c.To, Reason: c.Reason})
 	})
 }
+
+// Engine returns the process's probe engine, for tests and measurements.
+func Engine() *healthcheck.Engine { return sharedEngine() }
