@@ -1,0 +1,67 @@
+package steer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coredns/caddy"
+)
+
+func TestParse(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		input   string
+		paths   int
+		through string // a name that fallthrough passes on
+		err     string
+	}{
+		{"steer zones/", 1, "", ""},
+		{"steer a.yaml b/ c.yml", 3, "", ""},
+		{"steer zones/ {\n fallthrough\n}", 1, "anything.example.", ""},
+		{"steer zones/ {\n fallthrough example.org\n}", 1, "x.example.org.", ""},
+		{"steer", 0, "", "Wrong argument count"},
+		{"steer zones/ {\n ecs on\n}", 0, "", `option "ecs" (ecs on|off) is not supported yet`},
+		{"steer zones/ {\n admin 127.0.0.1:9480\n}", 0, "", `option "admin" (admin ADDRESS) is not supported yet`},
+		{"steer zones/ {\n admin_token_file /t\n}", 0, "", `"admin_token_file"`},
+		{"steer zones/ {\n state_dir /var/lib/steerdns\n}", 0, "", `"state_dir"`},
+		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: fallthrough)`},
+		{"steer a/\nsteer b/", 0, "", "only be used once"},
+	} {
+		ctl := caddy.NewTestController("dns", c.input)
+		cfg, err := parse(ctl)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want %q", c.input, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.input, err)
+			continue
+		}
+		if len(cfg.Paths) != c.paths {
+			t.Errorf("%q: paths %v", c.input, cfg.Paths)
+		}
+		for _, p := range cfg.Paths {
+			if !filepath.IsAbs(p) {
+				t.Errorf("%q: path %s is not absolute", c.input, p)
+			}
+		}
+		if c.through != "" && !cfg.Fall.Through(c.through) {
+			t.Errorf("%q: %s does not fall through", c.input, c.through)
+		}
+		if c.through == "" && cfg.Fall.Through("x.example.com.") {
+			t.Errorf("%q: falls through without fallthrough", c.input)
+		}
+	}
+
+	// Start-up with an invalid policy file fails with the file's errors.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("zone: example.com.\nns: [ns1.example.com.]\nttl: x\n"), 0o644)
+	err := setup(caddy.NewTestController("dns", "steer "+bad))
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:3: ttl: must be a whole number") {
+		t.Errorf("invalid file at start-up: %v", err)
+	}
+}
