@@ -75,6 +75,10 @@ func newTestSteer(t testing.TB, policy string) (*Steer, *drivenHealth) {
 	if err := s.Provision(h.source); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.OnStartup(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.OnShutdown() })
 	return s, h
 }
 

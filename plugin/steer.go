@@ -50,9 +50,11 @@ type Steer struct {
 	Next plugin.Handler
 	Fall fall.F
 
-	cfg    Config
-	health Health
-	randN  func(n int) int // random numbers for the weighted policy; rand.IntN unless a test sets it
+	cfg     Config
+	source  HealthSource
+	initial zones.Result    // the load of Provision, served from OnStartup
+	health  Health          // set by OnStartup
+	randN   func(n int) int // random numbers for the weighted policy; rand.IntN unless a test sets it
 
 	mu      sync.Mutex // serializes loads
 	loader  *zones.Loader
@@ -83,23 +85,21 @@ func New(cfg Config) *Steer {
 // ErrInvalid is returned by Provision when a policy file fails at start-up.
 var ErrInvalid = errors.New("invalid policy files")
 
-// Provision loads the policy files and subscribes to health. At start-up every file must be
-// valid: there is no last good version to fall back on.
+// Provision loads the policy files. At start-up every file must be valid: there is no last
+// good version to fall back on. Probing starts with OnStartup, so that an instance whose
+// Corefile fails later in setup leaves nothing running.
 func (s *Steer) Provision(src HealthSource) error {
-	s.health = src(s.transition)
+	s.source = src
 	res := s.loader.Load(time.Now())
 	for _, err := range res.Errors {
-		if errors.Is(err, zones.ErrNoPath) {
-			continue
+		if !errors.Is(err, zones.ErrNoPath) {
+			return fmt.Errorf("%w:\n%v", ErrInvalid, err)
 		}
-		s.health.Close()
-		return fmt.Errorf("%w:\n%v", ErrInvalid, err)
 	}
 	for _, err := range res.Errors {
 		log.Warningf("%v (the folder may be filled later)", err)
 	}
-	s.publish(res.Set)
-	recordLoad(res)
+	s.initial = res
 	return nil
 }
 
@@ -116,9 +116,8 @@ func (s *Steer) Reload() {
 		}
 		log.Errorf("policy file rejected, the last good version (if any) keeps serving: %v", err)
 	}
-	if res.Reloads > 0 || res.Set != s.served.Load().set {
-		s.publish(res.Set)
-	}
+	// Publish even when no zone changed: the files' error states are part of the set.
+	s.publish(res.Set)
 	recordLoad(res)
 }
 
@@ -160,9 +159,14 @@ func (s *Steer) publish(set *zones.Set) {
 // Set returns the zones served now.
 func (s *Steer) Set() *zones.Set { return s.served.Load().set }
 
-// OnStartup starts watching the policy files and registers the instance for the metrics of
-// health state.
+// OnStartup subscribes to health, serves the zones loaded by Provision and starts watching
+// the policy files. It runs before the servers listen.
 func (s *Steer) OnStartup() error {
+	s.mu.Lock()
+	s.health = s.source(s.transition)
+	s.publish(s.initial.Set)
+	recordLoad(s.initial)
+	s.mu.Unlock()
 	w, err := zones.NewWatcher(s.cfg.Paths, debounce, poll, s.Reload)
 	if err != nil {
 		return fmt.Errorf("watching policy files: %w", err)
@@ -182,12 +186,19 @@ func (s *Steer) OnShutdown() error {
 	if s.watcher != nil {
 		s.watcher.Close()
 	}
-	s.health.Close()
+	if s.health != nil {
+		s.health.Close()
+	}
 	return nil
 }
 
 // Ready implements ready.Readiness: ready once every check has run once.
-func (s *Steer) Ready() bool { return s.health.Ready() }
+func (s *Steer) Ready() bool {
+	s.mu.Lock()
+	h := s.health
+	s.mu.Unlock()
+	return h != nil && h.Ready()
+}
 
 // Name implements plugin.Handler.
 func (s *Steer) Name() string { return Name }

@@ -81,7 +81,8 @@ type diffPair struct {
 	file, steer string // 127.0.0.1:port of each block, for UDP and TCP
 }
 
-// freePort returns a port of 127.0.0.1 that is free for both UDP and TCP now.
+// freePort returns a port that is free now for TCP on 127.0.0.1 and for UDP on the test
+// servers' loopback address.
 func freePort(t testing.TB) int {
 	t.Helper()
 	for range 100 {
@@ -90,7 +91,7 @@ func freePort(t testing.TB) int {
 			t.Fatal(err)
 		}
 		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		u, err := net.ListenPacket("udp", fmt.Sprintf("%s:%d", loopback, port))
 		l.Close()
 		if err == nil {
 			u.Close()
@@ -114,12 +115,15 @@ func startOnPorts(t testing.TB, n int, corefile func(ports []int) string) []int 
 				ports = append(ports, p)
 			}
 		}
-		cf := corefile(ports)
+		cf := strings.ReplaceAll(corefile(ports), "bind 127.0.0.1", "bind "+loopback)
 		startMu.Lock()
 		inst, err := caddy.Start(input(cf))
 		startMu.Unlock()
 		if err == nil {
-			t.Cleanup(func() { inst.Stop() })
+			t.Cleanup(func() {
+				inst.Stop()
+				inst.ShutdownCallbacks()
+			})
 			return ports
 		}
 		lastErr = err
@@ -147,7 +151,7 @@ example.org:%d {
     steer %s
 }`, p[0], db, p[1], pol)
 	})
-	return diffPair{file: fmt.Sprintf("127.0.0.1:%d", ports[0]), steer: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	return diffPair{file: fmt.Sprintf("%s:%d", loopback, ports[0]), steer: fmt.Sprintf("%s:%d", loopback, ports[1])}
 }
 
 // indent makes records the body of a YAML literal block.

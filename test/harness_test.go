@@ -4,6 +4,7 @@ package test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +41,13 @@ func TestMain(m *testing.M) {
 
 var startMu sync.Mutex
 
+// loopback is the address the test servers of this process bind: "bind 127.0.0.1" in a test's
+// Corefile is served here. CoreDNS listens with SO_REUSEPORT, and on Linux two such sockets
+// bound to port 0 may be given the same port: two test processes (go test runs packages in
+// parallel) would then answer each other's queries. A loopback address of its own per process
+// rules that out.
+var loopback = fmt.Sprintf("127.%d.%d.%d", 100+os.Getpid()%100, rand.IntN(250), 1+rand.IntN(250))
+
 // server is a running steerdns server.
 type server struct {
 	inst     *caddy.Instance
@@ -57,6 +65,7 @@ func (i input) ServerType() string { return "dns" }
 func start(t testing.TB, corefile string) *server {
 	t.Helper()
 	startMu.Lock()
+	corefile = strings.ReplaceAll(corefile, "bind 127.0.0.1", "bind "+loopback)
 	inst, err := caddy.Start(input(corefile))
 	startMu.Unlock()
 	if err != nil {
@@ -83,6 +92,7 @@ func (s *server) restart(t testing.TB, corefile string) {
 	t.Helper()
 	startMu.Lock()
 	defer startMu.Unlock()
+	corefile = strings.ReplaceAll(corefile, "bind 127.0.0.1", "bind "+loopback)
 	inst, err := s.inst.Restart(input(corefile))
 	if err != nil {
 		t.Fatalf("Corefile reload: %v", err)

@@ -49,7 +49,7 @@ func TestReloadKeepsHealthOfUnchangedPairs(t *testing.T) {
 	eng := steer.Engine()
 	before := eng.Stats()
 	writeFile(t, dir, "example.com.yaml", bigChecked(port, true))
-	eventually(t, 3*time.Second, "the changed endpoint in the answers", func() bool {
+	eventually(t, 30*time.Second, "the changed endpoint in the answers", func() bool {
 		r := ask(t, "tcp", s.TCP, "s424.example.com.", dns.TypeA)
 		return strings.Contains(strings.Join(answers(r), " "), "127.1.80.1")
 	})
