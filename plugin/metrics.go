@@ -96,22 +96,11 @@ func recordProbe(checkType string, seconds float64, reason string) {
 // logs it, once however many instances hold the target.
 func (s *Steer) transition(t Transition) {
 	sv := s.served.Load()
-	if sv == nil || sv.set == nil {
+	if sv == nil {
 		return
 	}
-	type zr struct{ zone, region string }
-	seen := map[zr]bool{}
-	for _, z := range sv.set.Zones() {
-		for _, svc := range z.Services {
-			for _, p := range svc.Pools {
-				for _, ep := range p.Endpoints {
-					if ep.Target != nil && ep.Target.Key == t.Target.Key && !seen[zr{z.Origin, p.Label}] {
-						seen[zr{z.Origin, p.Label}] = true
-						transitionsTotal.WithLabelValues(z.Origin, p.Label, t.To.String()).Inc()
-					}
-				}
-			}
-		}
+	for _, zr := range sv.holders[t.Target.Key] {
+		transitionsTotal.WithLabelValues(zr.zone, zr.region, t.To.String()).Inc()
 	}
 }
 

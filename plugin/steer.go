@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,11 @@ const (
 type served struct {
 	set     *zones.Set
 	answers map[*zones.Service]*serviceCounters
+	holders map[string][]zoneRegion // target key -> the (zone, pool label) pairs that hold it
 }
+
+// zoneRegion labels a transition: the zone and the pool's region that hold the endpoint.
+type zoneRegion struct{ zone, region string }
 
 // New returns a plugin for cfg; Provision loads its policy files.
 func New(cfg Config) *Steer {
@@ -139,13 +144,23 @@ func (s *Steer) publish(set *zones.Set) {
 	for i, t := range targets {
 		byKey[t.Key] = statuses[i]
 	}
-	next := &served{set: set, answers: map[*zones.Service]*serviceCounters{}}
+	next := &served{set: set, answers: map[*zones.Service]*serviceCounters{}, holders: map[string][]zoneRegion{}}
 	for _, z := range set.Zones() {
 		fresh := old.set == nil || old.set.Zone(z.Origin) != z
 		if fresh {
 			z.Bind(func(t healthcheck.Target) *healthcheck.Status { return byKey[t.Key] })
 		}
 		for _, svc := range z.Services {
+			for _, p := range svc.Pools {
+				for _, ep := range p.Endpoints {
+					if ep.Target != nil {
+						zr := zoneRegion{z.Origin, p.Label}
+						if hs := next.holders[ep.Target.Key]; !slices.Contains(hs, zr) {
+							next.holders[ep.Target.Key] = append(hs, zr)
+						}
+					}
+				}
+			}
 			if c := old.answers[svc]; c != nil && !fresh {
 				next.answers[svc] = c
 				continue
