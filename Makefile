@@ -40,14 +40,24 @@ fuzz:
 		fi; \
 	done
 
-# Go benchmarks of the query path, the policy compile step and the health engine.
+# Go benchmarks of the query path, the policy compile step and the health engine. With
+# STEER_BIG=1, also the 100,000-service load (TestHugeZone) and compile (BenchmarkCompileHuge,
+# slow: three iterations) of test/bench.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin ./zones ./healthcheck
+	@if [ "$(STEER_BIG)" = 1 ]; then \
+		echo "STEER_BIG=1 $(GO) test -run TestHugeZone -bench CompileHuge -benchtime 3x -benchmem -v ./test/bench"; \
+		STEER_BIG=1 $(GO) test -run TestHugeZone -bench CompileHuge -benchtime 3x -benchmem -v ./test/bench; \
+	fi
 
-# dnsperf against steer and file in one binary (test/bench/run.sh).
+# dnsperf against steer and file in one binary (test/bench/run.sh, about 10 minutes; needs
+# dnsperf, 2 CPUs, and 127.0.0.1-127.0.0.10). Knobs, from the environment: ROUNDS (5),
+# DURATION (10 s), SCENARIOS ("a b c c0"), SWEEP ("a b c"), SCALING (1), COMPILE (1),
+# PORT_BASE (15300) and more, listed at the top of run.sh; e.g. make bench ROUNDS=3 DURATION=5.
+# The table goes to stdout and to test/bench/out/summary.txt.
 bench: build
 	@if [ -f test/bench/run.sh ]; then \
-		bash test/bench/run.sh; \
+		ROUNDS="$(ROUNDS)" DURATION="$(DURATION)" bash test/bench/run.sh; \
 	else \
 		echo "bench: test/bench/run.sh is not written yet; try make bench-go"; \
 	fi
