@@ -96,40 +96,28 @@ func multivalue(svc *zones.Service) choice {
 // weighted rendezvous hashing of the client's subnet, so that only the clients of a failed
 // pool move.
 func (s *Steer) weighted(svc *zones.Service, client netip.Addr) choice {
-	var up uint64 // bit i: pool i is healthy (services with more than 64 pools fall back to a slice)
+	var up uint64 // bit i: pool i is healthy; validation allows at most 64 pools
 	total, n := 0, 0
-	var upSlow []bool
-	if len(svc.Pools) > 64 {
-		upSlow = make([]bool, len(svc.Pools))
-	}
 	for i, p := range svc.Pools {
 		if healthy(p) {
 			total += p.Weight
 			n++
-			if upSlow != nil {
-				upSlow[i] = true
-			} else {
-				up |= 1 << i
-			}
+			up |= 1 << i
 		}
 	}
-	isUp := func(i int) bool {
-		if upSlow != nil {
-			return upSlow[i]
-		}
-		return up&(1<<i) != 0
-	}
+	isUp := func(i int) bool { return up&(1<<i) != 0 }
+	all := func(int) bool { return true }
 	if n == 0 {
 		c := allDown(svc, 0)
 		if c.failOpen {
-			c.pool = s.pickWeighted(svc, client, func(int) bool { return true }, svc.TotalWeight)
+			c.pool = s.pickWeighted(svc, client, all, svc.TotalWeight)
 		}
 		return c
 	}
 	c := choice{kind: zones.Primary, outcome: outPrimary}
 	c.pool = s.pickWeighted(svc, client, isUp, total)
 	if svc.Sticky {
-		if first := s.pickWeighted(svc, client, func(int) bool { return true }, svc.TotalWeight); first != c.pool {
+		if first := s.pickWeighted(svc, client, all, svc.TotalWeight); first != c.pool {
 			c.kind, c.outcome = zones.Degraded, outFailover
 		}
 	} else if n < len(svc.Pools) {

@@ -31,6 +31,9 @@ const (
 	AllDownFallback AllDown = "fallback" // the service's fallback addresses
 )
 
+// MaxPools is the most pools a service may have (the policies keep pool sets as bitmasks).
+const MaxPools = 64
+
 // CheckNone is the check name that means "always up".
 const CheckNone = "none"
 

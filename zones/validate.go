@@ -138,6 +138,9 @@ func (d *decoder) validate(pf *PolicyFile) {
 		if s.WhenAllDown == AllDownFallback && len(s.Fallback) == 0 {
 			d.fail(sp+".when_all_down", "fallback needs addresses under fallback, such as fallback: [192.0.2.250]")
 		}
+		if len(s.Pools) > MaxPools {
+			d.fail(sp+".pools", "has %d pools; a service has at most %d", len(s.Pools), MaxPools)
+		}
 		if len(s.Pools) == 0 {
 			d.fail(sp, "needs at least one pool under pools")
 		}
