@@ -50,9 +50,9 @@ bench-go:
 		STEER_BIG=1 $(GO) test -run TestHugeZone -bench CompileHuge -benchtime 3x -benchmem -v ./test/bench; \
 	fi
 
-# dnsperf against steer and file in one binary (test/bench/run.sh, about 10 minutes; needs
+# dnsperf against steer and file in one binary (test/bench/run.sh, just under 10 minutes; needs
 # dnsperf, 2 CPUs, and 127.0.0.1-127.0.0.10). Knobs, from the environment: ROUNDS (5),
-# DURATION (10 s), SCENARIOS ("a b c c0"), SWEEP ("a b c"), SCALING (1), COMPILE (1),
+# DURATION (8 s), SCENARIOS ("a b c c0"), SWEEP ("a b c"), SCALING (1), COMPILE (1),
 # PORT_BASE (15300) and more, listed at the top of run.sh; e.g. make bench ROUNDS=3 DURATION=5.
 # The table goes to stdout and to test/bench/out/summary.txt.
 bench: build
