@@ -107,7 +107,7 @@ func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.M
 func (s *Steer) answerService(ctx context.Context, state request.Request, z *zones.Zone, svc *zones.Service, ctr *serviceCounters, qtype uint16, depth int, m *dns.Msg) (int, outcome) {
 	c := s.choose(svc, clientAddr(state.W, svc.Sticky))
 	if ctr != nil {
-		ctr.outcome[c.outcome].Inc()
+		ctr.count(c.outcome)
 	}
 	switch c.outcome {
 	case outServfail:

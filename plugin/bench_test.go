@@ -2,12 +2,14 @@ package steer
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
+	"github.com/steerdns/steerdns/healthcheck"
 )
 
 // discard is a ResponseWriter that drops the reply after it is built, so the benchmarks
@@ -67,4 +69,31 @@ func BenchmarkServeDNS(b *testing.B) {
 	b.Run("file/static", func(b *testing.B) { benchServe(b, f, "static.example.com.") })
 	b.Run("steer/nxdomain", func(b *testing.B) { benchServe(b, s, "nope.example.com.") })
 	b.Run("file/nxdomain", func(b *testing.B) { benchServe(b, f, "nope.example.com.") })
+}
+
+// BenchmarkChoose measures policy selection alone, with every endpoint healthy and with the
+// first pool down.
+func BenchmarkChoose(b *testing.B) {
+	s, h := newTestSteer(b, policyZone)
+	z := s.Set().Zone("example.com.")
+	client := netip.MustParseAddr("198.51.100.7")
+	for _, name := range []string{"fo", "w", "sticky", "mv"} {
+		svc := z.Service(name + ".example.com.")
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.choose(svc, client)
+			}
+		})
+	}
+	h.set(b, healthcheck.Down, "192.0.2.1", "192.0.2.2", "2001:db8::1", "192.0.2.71", "192.0.2.91", "192.0.2.101")
+	for _, name := range []string{"fo", "w", "sticky", "mv"} {
+		svc := z.Service(name + ".example.com.")
+		b.Run(name+"/first-pool-down", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.choose(svc, client)
+			}
+		})
+	}
 }

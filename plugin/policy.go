@@ -115,12 +115,16 @@ func (s *Steer) weighted(svc *zones.Service, client netip.Addr) choice {
 		return c
 	}
 	c := choice{kind: zones.Primary, outcome: outPrimary}
-	c.pool = s.pickWeighted(svc, client, isUp, total)
 	if svc.Sticky {
-		if first := s.pickWeighted(svc, client, all, svc.TotalWeight); first != c.pool {
+		// The client's first choice among all pools; only when it is down, among the healthy.
+		if c.pool = rendezvous(svc, client, all); !isUp(c.pool) {
+			c.pool = rendezvous(svc, client, isUp)
 			c.kind, c.outcome = zones.Degraded, outFailover
 		}
-	} else if n < len(svc.Pools) {
+		return c
+	}
+	c.pool = s.pickWeighted(svc, client, isUp, total)
+	if n < len(svc.Pools) {
 		c.kind, c.outcome = zones.Degraded, outFailover
 	}
 	return c

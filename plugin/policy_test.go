@@ -319,11 +319,12 @@ func TestUnknownCountsAsUp(t *testing.T) {
 
 func TestAnswersCounted(t *testing.T) {
 	s, h := newTestSteer(t, policyZone)
-	ctr := s.served.Load().answers[s.Set().Zone("example.com.").Service("fo.example.com.")]
-	before := counterValue(t, ctr.outcome[outFailover])
+	ctr := answersTotal.WithLabelValues("example.com.", "fo", "failover")
+	before := counterValue(t, ctr)
 	h.set(t, healthcheck.Down, "192.0.2.1", "192.0.2.2", "2001:db8::1")
 	query(t, s, "fo.example.com.", dns.TypeA, "")
-	if got := counterValue(t, ctr.outcome[outFailover]) - before; got != 1 {
-		t.Errorf("failover answers counted %v, want 1", got)
+	query(t, s, "fo.example.com.", dns.TypeA, "")
+	if got := counterValue(t, ctr) - before; got != 2 {
+		t.Errorf("failover answers counted %v, want 2", got)
 	}
 }
