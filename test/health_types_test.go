@@ -152,3 +152,34 @@ services:
 		t.Logf("steer metrics:\n%s", strings.Join(steer, "\n"))
 	}
 }
+
+// TestNameEndpointChecked: a name endpoint is answered as a CNAME and checked at that name.
+func TestNameEndpointChecked(t *testing.T) {
+	b := newBackend(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "example.com.yaml", fmt.Sprintf(`zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http, port: %d, interval: 200ms, timeout: 100ms, fast_interval: 50ms}
+services:
+  cdn:
+    check: web
+    pools:
+      - endpoints: [localhost.]
+      - endpoints: [{address: backup.example.net., check: none}]
+`, b.Port))
+	s := start(t, fmt.Sprintf("example.com:0 {\n bind 127.0.0.1\n steer %s\n}", dir))
+	eventually(t, 5*time.Second, "two probes of localhost", func() bool { return b.Hits() >= 2 })
+	want := func(target string) {
+		t.Helper()
+		eventually(t, 5*time.Second, "cdn CNAME "+target, func() bool {
+			got := answers(ask(t, "udp", s.UDP, "cdn.example.com.", 1))
+			return len(got) == 1 && got[0] == "CNAME "+target
+		})
+	}
+	want("localhost.")
+	b.Stop()
+	want("backup.example.net.")
+	b.Start()
+	want("localhost.")
+}
