@@ -1,7 +1,6 @@
 package test
 
 import (
-	"crypto"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -48,7 +47,7 @@ func newKey(t testing.TB, dir string) (*dns.DNSKEY, string) {
 	}
 	base := fmt.Sprintf("K%s+%03d+%05d", k.Hdr.Name, k.Algorithm, k.KeyTag())
 	writeFile(t, dir, base+".key", k.String()+"\n")
-	writeFile(t, dir, base+".private", k.PrivateKeyString(priv.(crypto.PrivateKey)))
+	writeFile(t, dir, base+".private", k.PrivateKeyString(priv))
 	return k, filepath.Join(dir, base)
 }
 
