@@ -121,9 +121,27 @@ func (s *Steer) Reload() {
 		}
 		log.Errorf("policy file rejected, the last good version (if any) keeps serving: %v", err)
 	}
-	// Publish even when no zone changed: the files' error states are part of the set.
-	s.publish(res.Set)
+	// The files' states are part of the set (metrics read them), so a change of those alone is
+	// published too; a load that changed nothing is not.
+	if res.Changed || res.Reloads > 0 || !sameFiles(s.served.Load().set, res.Set) {
+		s.publish(res.Set)
+	}
 	recordLoad(res)
+}
+
+// sameFiles reports whether two sets list the same policy files in the same states.
+func sameFiles(a, b *zones.Set) bool {
+	if a == nil || len(a.Files) != len(b.Files) {
+		return false
+	}
+	for i, f := range a.Files {
+		g := b.Files[i]
+		if f.Path != g.Path || f.Zone != g.Zone || f.Serial != g.Serial || (f.Err == nil) != (g.Err == nil) ||
+			(f.Err != nil && f.Err.Error() != g.Err.Error()) {
+			return false
+		}
+	}
+	return true
 }
 
 // publish binds health to the zones of set and swaps them in.
