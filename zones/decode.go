@@ -22,6 +22,17 @@ import (
 // Decode reads one policy file strictly and validates it. Every problem found is returned, each
 // naming the file, the line and the key path; nothing is returned with a non-nil error.
 func Decode(path string, data []byte) (*PolicyFile, error) {
+	if len(data) >= parallelMin {
+		if pf := decodeParallel(path, data, chunkBytes); pf != nil {
+			return pf, nil
+		}
+	}
+	return decodeSequential(path, data)
+}
+
+// decodeSequential is Decode on one core: the reference that decodeParallel must match, and
+// the only one that reports problems.
+func decodeSequential(path string, data []byte) (*PolicyFile, error) {
 	d := &decoder{file: path}
 	pf := d.decode(data)
 	if len(d.errs) > 0 {
@@ -124,6 +135,21 @@ func yamlLines(data []byte) int {
 }
 
 func (d *decoder) decode(data []byte) *PolicyFile {
+	root := d.parse(data)
+	if root == nil {
+		return nil
+	}
+	pf := d.walk(root)
+	if pf == nil {
+		return nil
+	}
+	d.validate(pf)
+	return pf
+}
+
+// parse parses data as one YAML document and returns its top node, or nil with the problem
+// recorded.
+func (d *decoder) parse(data []byte) *yaml.Node {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -155,11 +181,17 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	d.root = root
 	if isNull(resolve(root)) {
 		d.errf(nil, "", "the file is empty; it needs at least zone and ns")
 		return nil
 	}
+	return root
+}
+
+// walk decodes the document under root into a policy file with its defaults filled in, or
+// returns nil with the problems recorded.
+func (d *decoder) walk(root *yaml.Node) *PolicyFile {
+	d.root = root
 	pf := &PolicyFile{Path: d.file, TTL: 3600, SOA: SOA{Refresh: 7200, Retry: 3600, Expire: 1209600, MinTTL: 60}}
 	var zoneNode, nsNode, recNode *yaml.Node
 	d.mapping(root, "", map[string]func(*yaml.Node, string){
@@ -230,7 +262,6 @@ func (d *decoder) decode(data []byte) *PolicyFile {
 			pf.RecLine++
 		}
 	}
-	d.validate(pf)
 	return pf
 }
 

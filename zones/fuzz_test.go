@@ -2,6 +2,7 @@ package zones
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -11,7 +12,7 @@ import (
 
 // FuzzDecode feeds Decode arbitrary files. Decode must never panic; it returns either a policy
 // file or errors that name the file and a line inside it. A policy file that decodes must
-// compile, with its SOA and NS set, and bind.
+// compile, with its SOA and NS set, and bind. The parallel decode must agree with it.
 //
 // The seeds are in testdata/fuzz/FuzzDecode: the SPEC example and files of testdata/broken.
 // Run: go test -run x -fuzz FuzzDecode -fuzztime 60s ./zones/
@@ -20,6 +21,10 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const file = "fuzz.yaml"
 		pf, err := Decode(file, data)
+		// The parallel decode, cutting at every key, must refuse the file or agree.
+		if par := decodeParallel(file, data, 1); par != nil && (err != nil || !reflect.DeepEqual(par, pf)) {
+			t.Fatalf("parallel decode differs: %+v; sequential: %+v, %v", par, pf, err)
+		}
 		if err != nil {
 			if pf != nil {
 				t.Fatal("Decode returned a policy file and an error")

@@ -2,6 +2,7 @@ package zones
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
@@ -15,6 +16,24 @@ var parseLine = regexp.MustCompile(`at line: (\d+):\d+`)
 // validate checks what the decoder cannot see key by key: names against the zone, references
 // between checks, regions and services, and the static records.
 func (d *decoder) validate(pf *PolicyFile) {
+	sv := d.validateContext(pf)
+	serviceAt := map[string]string{}
+	for _, s := range pf.Services {
+		if !d.serviceName(pf, s) {
+			continue
+		}
+		if other, dup := serviceAt[s.Name]; dup {
+			d.fail("services."+s.Key, "names the same name %s as service %q", s.Name, other)
+			continue
+		}
+		serviceAt[s.Name] = s.Key
+		d.validateService(sv, s)
+	}
+}
+
+// validateContext checks all but the services, and returns what the check of each service
+// reads.
+func (d *decoder) validateContext(pf *PolicyFile) *serviceCtx {
 	zone := pf.Zone
 	nsSeen := map[string]bool{}
 	for i, ns := range pf.NS {
@@ -88,71 +107,88 @@ func (d *decoder) validate(pf *PolicyFile) {
 		}
 	}
 
-	// Services.
-	checkNames := append(sortedKeys(pf.Checks), CheckNone)
-	checkDefined := func(path, name string) {
-		if _, ok := pf.Checks[name]; !ok && name != CheckNone {
-			d.fail(path, "check %q is not defined (defined: %s)", name, strings.Join(checkNames, ", "))
-		}
-	}
-	serviceAt := map[string]string{}
-	for _, s := range pf.Services {
-		sp := "services." + s.Key
-		switch {
-		case s.Key == "@":
-			s.Name = zone
-		case strings.HasSuffix(s.Key, "."):
-			s.Name = strings.ToLower(s.Key)
-		default:
-			s.Name = strings.ToLower(s.Key) + "." + zone
-		}
-		if _, ok := dns.IsDomainName(s.Name); !ok || strings.Contains(s.Key, "*") || strings.Contains(s.Key, " ") {
-			d.fail(sp, "%q is not a valid name (wildcards are not supported for services)", s.Key)
-			continue
-		}
-		if !dns.IsSubDomain(zone, s.Name) {
-			d.fail(sp, "%s is outside the zone %s", s.Name, zone)
-			continue
-		}
-		if other, dup := serviceAt[s.Name]; dup {
-			d.fail(sp, "names the same name %s as service %q", s.Name, other)
-			continue
-		}
-		serviceAt[s.Name] = s.Key
-		if owners[s.Name] {
-			d.fail(sp, "%s also has static records; a service owns its name alone", s.Name)
-		}
-		for cut := range cuts {
-			if dns.IsSubDomain(cut, s.Name) {
-				d.fail(sp, "%s lies at or below the delegation to %s", s.Name, cut)
-			}
-		}
-		checkDefined(sp+".check", s.Check)
-		switch s.Policy {
-		case Geo, Nearest:
-			d.fail(sp+".policy", "policy %s is not supported yet (it comes with client location); use failover, weighted or multivalue", s.Policy)
-		}
-		if s.Sticky && s.Policy != Weighted {
-			d.fail(sp+".sticky", "applies to policy weighted only")
-		}
-		if s.WhenAllDown == AllDownFallback && len(s.Fallback) == 0 {
-			d.fail(sp+".when_all_down", "fallback needs addresses under fallback, such as fallback: [192.0.2.250]")
-		}
-		if len(s.Pools) > MaxPools {
-			d.fail(sp+".pools", "has %d pools; a service has at most %d", len(s.Pools), MaxPools)
-		}
-		if len(s.Pools) == 0 {
-			d.fail(sp, "needs at least one pool under pools")
-		}
-		for i, p := range s.Pools {
-			pp := fmt.Sprintf("%s.pools[%d]", sp, i)
-			d.validatePool(pf, s, p, pp, networked, regionNames, checkDefined)
-		}
+	return &serviceCtx{pf: pf, owners: owners, cuts: cuts, networked: networked, regionNames: regionNames,
+		checkNames: append(sortedKeys(pf.Checks), CheckNone)}
+}
+
+// serviceCtx is what the check of one service reads: built once, read-only while services
+// are checked, so that services can be checked in parallel.
+type serviceCtx struct {
+	pf           *PolicyFile
+	owners, cuts map[string]bool // names of static records; delegation points below the apex
+	networked    map[string]bool // regions named by networks
+	regionNames  []string
+	checkNames   []string
+}
+
+// checkDefined reports a check name that names no check.
+func (d *decoder) checkDefined(sv *serviceCtx, path, name string) {
+	if _, ok := sv.pf.Checks[name]; !ok && name != CheckNone {
+		d.fail(path, "check %q is not defined (defined: %s)", name, strings.Join(sv.checkNames, ", "))
 	}
 }
 
-func (d *decoder) validatePool(pf *PolicyFile, s *ServiceSpec, p *PoolSpec, pp string, networked map[string]bool,
-	regionNames []string, checkDefined func(path, name string)) {
+// serviceName sets the service's fully qualified name and reports whether it is a valid name
+// inside the zone.
+func (d *decoder) serviceName(pf *PolicyFile, s *ServiceSpec) bool {
+	zone := pf.Zone
+	sp := "services." + s.Key
+	switch {
+	case s.Key == "@":
+		s.Name = zone
+	case strings.HasSuffix(s.Key, "."):
+		s.Name = strings.ToLower(s.Key)
+	default:
+		s.Name = strings.ToLower(s.Key) + "." + zone
+	}
+	if _, ok := dns.IsDomainName(s.Name); !ok || strings.Contains(s.Key, "*") || strings.Contains(s.Key, " ") {
+		d.fail(sp, "%q is not a valid name (wildcards are not supported for services)", s.Key)
+		return false
+	}
+	if !dns.IsSubDomain(zone, s.Name) {
+		d.fail(sp, "%s is outside the zone %s", s.Name, zone)
+		return false
+	}
+	return true
+}
+
+// validateService checks one service whose name is valid and its own, and fills in the
+// checks of its endpoints.
+func (d *decoder) validateService(sv *serviceCtx, s *ServiceSpec) {
+	sp := "services." + s.Key
+	if sv.owners[s.Name] {
+		d.fail(sp, "%s also has static records; a service owns its name alone", s.Name)
+	}
+	for cut := range sv.cuts {
+		if dns.IsSubDomain(cut, s.Name) {
+			d.fail(sp, "%s lies at or below the delegation to %s", s.Name, cut)
+		}
+	}
+	d.checkDefined(sv, sp+".check", s.Check)
+	switch s.Policy {
+	case Geo, Nearest:
+		d.fail(sp+".policy", "policy %s is not supported yet (it comes with client location); use failover, weighted or multivalue", s.Policy)
+	}
+	if s.Sticky && s.Policy != Weighted {
+		d.fail(sp+".sticky", "applies to policy weighted only")
+	}
+	if s.WhenAllDown == AllDownFallback && len(s.Fallback) == 0 {
+		d.fail(sp+".when_all_down", "fallback needs addresses under fallback, such as fallback: [192.0.2.250]")
+	}
+	if len(s.Pools) > MaxPools {
+		d.fail(sp+".pools", "has %d pools; a service has at most %d", len(s.Pools), MaxPools)
+	}
+	if len(s.Pools) == 0 {
+		d.fail(sp, "needs at least one pool under pools")
+	}
+	for i, p := range s.Pools {
+		pp := sp + ".pools[" + strconv.Itoa(i) + "]"
+		d.validatePool(sv, s, p, pp)
+	}
+}
+
+func (d *decoder) validatePool(sv *serviceCtx, s *ServiceSpec, p *PoolSpec, pp string) {
+	pf, networked, regionNames := sv.pf, sv.networked, sv.regionNames
 	if p.Region != "" {
 		r := pf.Regions[p.Region]
 		switch {
@@ -170,28 +206,35 @@ func (d *decoder) validatePool(pf *PolicyFile, s *ServiceSpec, p *PoolSpec, pp s
 		d.fail(pp+".endpoints", "a pool needs at least one endpoint")
 		return
 	}
-	seen := map[string]bool{}
+	// Endpoints are told apart by name or by address; keying the address as a netip.Addr
+	// spares a string per endpoint (500,000 in the largest zones).
+	type key struct {
+		name string
+		ip   netip.Addr
+	}
+	seen := make(map[key]bool, len(p.Endpoints))
 	names, addrs := 0, 0
 	for j, ep := range p.Endpoints {
-		ep2 := fmt.Sprintf("%s.endpoints[%d]", pp, j)
-		key := ep.Name
+		// The path is built only for a message: most endpoints never need it.
+		ep2 := func() string { return pp + ".endpoints[" + strconv.Itoa(j) + "]" }
+		k := key{name: ep.Name}
 		if ep.Name != "" {
 			names++
 			if ep.Name == s.Name {
-				d.fail(ep2, "a service cannot be a CNAME to itself")
+				d.fail(ep2(), "a service cannot be a CNAME to itself")
 			}
 		} else {
 			addrs++
-			key = ep.IP.String()
+			k.ip = ep.IP
 		}
-		if seen[key] {
-			d.fail(ep2, "%s is listed twice in this pool", ep.Address)
+		if seen[k] {
+			d.fail(ep2(), "%s is listed twice in this pool", ep.Address)
 		}
-		seen[key] = true
+		seen[k] = true
 		if ep.Check == "" {
 			ep.Check = s.Check
 		} else {
-			checkDefined(ep2+".check", ep.Check)
+			d.checkDefined(sv, ep2()+".check", ep.Check)
 		}
 	}
 	if names > 0 && addrs > 0 {

@@ -1,0 +1,234 @@
+package zones
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// parallelCases are files laid out to tempt splitServices into a wrong cut: decodeParallel
+// must either refuse them or decode them exactly as the sequential decode does.
+var parallelCases = map[string]string{
+	"plain": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"tail, comments and blank lines": `zone: example.com.
+services:
+  # first
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+
+# at column 1, inside the mapping
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+    # indented
+ns: [ns1.example.com.]
+`,
+	"flow mapping over the cut": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a: {pools: [{endpoints: [192.0.2.1]}],
+  b: x}
+  c:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"quoted string over the cut": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    check: "none
+  b"
+    pools: [{endpoints: [192.0.2.1]}]
+  c:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"anchor before, alias after": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: &p [{endpoints: [192.0.2.1]}]
+  b:
+    pools: *p
+`,
+	"anchor in the head": `zone: example.com.
+ns: [ns1.example.com.]
+regions: {r: &p {continent: EU}}
+services:
+  a:
+    pools: [{region: r, endpoints: [192.0.2.1]}]
+  b:
+    pools: [{region: r, endpoints: [192.0.2.2]}]
+`,
+	"services in a quoted string": `zone: example.com.
+ns: [ns1.example.com.]
+records: "
+services:
+  a: x
+  b: y"
+`,
+	"block scalar keeping its breaks": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  "w\n\n\n": {type: tcp, port: 1}
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+    check: |+
+      w
+
+
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"list under a key at its indent": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools:
+    - endpoints: [192.0.2.1]
+  b:
+    pools:
+    - endpoints: [192.0.2.2]
+`,
+	"services as a list": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  - a
+  - b
+`,
+	"services twice": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+services:
+  c:
+    pools: [{endpoints: [192.0.2.3]}]
+`,
+	"a key twice across the cut": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  a:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"one name twice": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  A:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a key less indented": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+   a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"second document": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+---
+zone: other.
+`,
+	"a tab": "zone: example.com.\nns: [ns1.example.com.]\nservices:\n  a:\n    pools: [{endpoints: [192.0.2.1]}]\n\tb: x\n",
+	"CR LF": "zone: example.com.\r\nns: [ns1.example.com.]\r\nservices:\r\n  a:\r\n    pools: [{endpoints: [192.0.2.1]}]\r\n  b:\r\n    pools: [{endpoints: [192.0.2.2]}]\r\n",
+	"no final line break": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]`,
+	"check per endpoint and checks defined": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http, port: 8080}
+records: |
+  ns1 A 192.0.2.53
+  sub NS ns1.example.com.
+services:
+  a:
+    check: web
+    pools: [{endpoints: [{address: 192.0.2.1, check: none}, 192.0.2.9]}]
+  b.subway:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+}
+
+// decodeBoth decodes data sequentially and, cutting at every key, in parallel. The parallel
+// decode may refuse (nil); when it does not, the file must be valid and decode to the same
+// policy file. It reports whether the parallel decode took the file.
+func decodeBoth(t *testing.T, name string, data []byte) bool {
+	t.Helper()
+	seq, err := decodeSequential("p.yaml", data)
+	par := decodeParallel("p.yaml", data, 1)
+	if par == nil {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("%s: decoded in parallel, but the sequential decode says: %v", name, err)
+	}
+	if !reflect.DeepEqual(seq, par) {
+		t.Fatalf("%s: parallel decode differs:\n%+v\n%+v", name, seq, par)
+	}
+	return true
+}
+
+// TestDecodeParallel holds decodeParallel to the results of the sequential decode on every
+// file the tests know, and on the files above.
+func TestDecodeParallel(t *testing.T) {
+	taken := map[string]bool{}
+	for name, text := range parallelCases {
+		taken[name] = decodeBoth(t, name, []byte(text))
+	}
+	for _, name := range []string{"plain", "tail, comments and blank lines", "anchor in the head",
+		"block scalar keeping its breaks", "list under a key at its indent", "no final line break",
+		"check per endpoint and checks defined"} {
+		if !taken[name] {
+			t.Errorf("%s: not decoded in parallel", name)
+		}
+	}
+	for _, c := range brokenCases {
+		if decodeBoth(t, c.name, []byte(c.yaml)) {
+			t.Errorf("%s: a broken file decoded in parallel", c.name)
+		}
+	}
+	files, _ := filepath.Glob("testdata/*.yaml")
+	fuzz, _ := filepath.Glob("testdata/fuzz/FuzzDecode/*")
+	for _, f := range append(files, fuzz...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := strings.CutPrefix(string(b), "go test fuzz v1\n[]byte("); ok {
+			u, err := strconv.Unquote(strings.TrimSuffix(strings.TrimSpace(s), ")"))
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			b = []byte(u)
+		}
+		decodeBoth(t, f, b)
+	}
+	if !decodeBoth(t, "bigPolicy", bigPolicy(300, 5)) {
+		t.Error("bigPolicy: not decoded in parallel")
+	}
+}
