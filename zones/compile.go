@@ -81,7 +81,7 @@ const placeholderType = dns.TypeNULL
 
 // Compile turns a validated policy file into a zone with serial as its SOA serial.
 func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
-	z := &Zone{Origin: pf.Zone, Path: pf.Path, Hash: hash, Serial: serial, Spec: pf, Services: map[string]*Service{}}
+	z := &Zone{Origin: pf.Zone, Path: pf.Path, Hash: hash, Serial: serial, Spec: pf}
 	st := file.NewZone(pf.Zone, pf.Path)
 	st.Upstream = upstream.New()
 	soa := &dns.SOA{
@@ -106,68 +106,60 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	}
 	z.Static = st
 
+	// Services are built on every core, each on its own: at 100,000 services (500,000
+	// endpoints and a million answer records) building them was most of Compile. Meanwhile one
+	// goroutine puts their names in the static tree, which takes one writer.
+	services := make([]*Service, len(pf.Services))
+	placed := make(chan struct{})
+	go func() {
+		defer close(placed)
+		for _, s := range pf.Services {
+			st.Insert(&dns.NULL{Hdr: dns.RR_Header{Name: s.Name, Rrtype: placeholderType, Class: dns.ClassINET}})
+		}
+	}()
+	inParallel(len(pf.Services), 512, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			services[i] = compileService(pf.Services[i], neg)
+		}
+	})
+	<-placed
+
 	// Targets are made once per (check name, address) and shared by the endpoints that name
 	// them; z.Targets holds each distinct Key once. A check's Key is computed once: the key of
 	// a target is the check's key, "@" and the address (NewTarget's format, which
 	// TestCompileTargets holds us to). At 100,000 services, per-endpoint NewTarget calls were a
-	// third of Compile and a copy of the target per endpoint 150 MB.
+	// third of Compile and a copy of the target per endpoint 150 MB. This pass stays on one
+	// core and in file order, so that z.Targets keeps its order.
 	targets := map[string]bool{}
 	var distinct []*healthcheck.Target // copied into z.Targets at the end, at its final size
 	shared := map[[2]string]*healthcheck.Target{}
 	checkKey := map[string]string{}
-	for _, s := range pf.Services {
-		st.Insert(&dns.NULL{Hdr: dns.RR_Header{Name: s.Name, Rrtype: placeholderType, Class: dns.ClassINET}})
-		cs := &Service{ServiceSpec: s}
-		for i, ps := range s.Pools {
-			p := &Pool{Region: ps.Region, Label: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints))}
-			if p.Label == "" {
-				p.Label = fmt.Sprintf("pools[%d]", i)
-			}
-			cs.TotalWeight += ps.Weight
-			for _, es := range ps.Endpoints {
-				ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check}
-				if es.Check != CheckNone {
-					t := shared[[2]string{es.Check, es.Address}]
-					if t == nil {
-						prefix, ok := checkKey[es.Check]
-						if !ok {
-							prefix = healthcheck.NewTarget(es.Check, pf.Checks[es.Check], "").Key // the check's key and "@"
-							checkKey[es.Check] = prefix
-						}
-						addr := strings.TrimSuffix(es.Address, ".")
-						t = &healthcheck.Target{Name: es.Check, Config: pf.Checks[es.Check], Address: addr, Key: prefix + addr}
-						shared[[2]string{es.Check, es.Address}] = t
-						if !targets[t.Key] {
-							targets[t.Key] = true
-							distinct = append(distinct, t)
-						}
+	z.Services = make(map[string]*Service, len(services))
+	for _, cs := range services {
+		for _, p := range cs.Pools {
+			for _, ep := range p.Endpoints {
+				if ep.Check == CheckNone {
+					continue
+				}
+				t := shared[[2]string{ep.Check, ep.Address}]
+				if t == nil {
+					prefix, ok := checkKey[ep.Check]
+					if !ok {
+						prefix = healthcheck.NewTarget(ep.Check, pf.Checks[ep.Check], "").Key // the check's key and "@"
+						checkKey[ep.Check] = prefix
 					}
-					ep.Target = t
-				}
-				for kind, ttl := range [2]uint32{s.TTL, s.DegradedTTL} {
-					hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: ttl}
-					ep.RR[kind] = addressRR(hdr, es)
-				}
-				if es.Name != "" {
-					p.CNAME = true
-				} else {
-					ep.Family = family(es.IP)
-					for kind := range 2 {
-						p.All[kind][ep.Family] = append(p.All[kind][ep.Family], ep.RR[kind])
+					addr := strings.TrimSuffix(ep.Address, ".")
+					t = &healthcheck.Target{Name: ep.Check, Config: pf.Checks[ep.Check], Address: addr, Key: prefix + addr}
+					shared[[2]string{ep.Check, ep.Address}] = t
+					if !targets[t.Key] {
+						targets[t.Key] = true
+						distinct = append(distinct, t)
 					}
 				}
-				p.Endpoints = append(p.Endpoints, ep)
+				ep.Target = t
 			}
-			cs.Pools = append(cs.Pools, p)
 		}
-		for _, ip := range s.Fallback {
-			hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: s.DegradedTTL}
-			cs.Fallback[family(ip)] = append(cs.Fallback[family(ip)], addressRR(hdr, &EndpointSpec{IP: ip}))
-		}
-		nd := dns.Copy(neg).(*dns.SOA)
-		nd.Hdr.Ttl = min(nd.Hdr.Ttl, s.DegradedTTL)
-		cs.NodataSOA = []dns.RR{nd}
-		z.Services[s.Name] = cs
+		z.Services[cs.Name] = cs
 	}
 	if len(distinct) > 0 {
 		z.Targets = make([]healthcheck.Target, len(distinct))
@@ -176,6 +168,45 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 		}
 	}
 	return z
+}
+
+// compileService builds one service, all but the targets of its endpoints. It reads only s
+// and neg, so that services compile in parallel.
+func compileService(s *ServiceSpec, neg *dns.SOA) *Service {
+	cs := &Service{ServiceSpec: s, Pools: make([]*Pool, 0, len(s.Pools))}
+	for i, ps := range s.Pools {
+		p := &Pool{Region: ps.Region, Label: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints)),
+			Endpoints: make([]*Endpoint, 0, len(ps.Endpoints))}
+		if p.Label == "" {
+			p.Label = fmt.Sprintf("pools[%d]", i)
+		}
+		cs.TotalWeight += ps.Weight
+		for _, es := range ps.Endpoints {
+			ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check}
+			for kind, ttl := range [2]uint32{s.TTL, s.DegradedTTL} {
+				hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: ttl}
+				ep.RR[kind] = addressRR(hdr, es)
+			}
+			if es.Name != "" {
+				p.CNAME = true
+			} else {
+				ep.Family = family(es.IP)
+				for kind := range 2 {
+					p.All[kind][ep.Family] = append(p.All[kind][ep.Family], ep.RR[kind])
+				}
+			}
+			p.Endpoints = append(p.Endpoints, ep)
+		}
+		cs.Pools = append(cs.Pools, p)
+	}
+	for _, ip := range s.Fallback {
+		hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: s.DegradedTTL}
+		cs.Fallback[family(ip)] = append(cs.Fallback[family(ip)], addressRR(hdr, &EndpointSpec{IP: ip}))
+	}
+	nd := dns.Copy(neg).(*dns.SOA)
+	nd.Hdr.Ttl = min(nd.Hdr.Ttl, s.DegradedTTL)
+	cs.NodataSOA = []dns.RR{nd}
+	return cs
 }
 
 func family(ip netip.Addr) int {

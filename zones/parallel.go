@@ -283,3 +283,24 @@ func (d *decoder) validateParallel(pf *PolicyFile) bool {
 	}
 	return true
 }
+
+// inParallel calls f on consecutive ranges [lo, hi) of at most chunk of 0..n, on every core;
+// on the caller's goroutine alone when there is one range.
+func inParallel(n, chunk int, f func(lo, hi int)) {
+	if n <= chunk || runtime.GOMAXPROCS(0) == 1 {
+		f(0, n)
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (n+chunk-1)/chunk) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lo := int(next.Add(int64(chunk)) - int64(chunk)); lo < n; lo = int(next.Add(int64(chunk)) - int64(chunk)) {
+				f(lo, min(lo+chunk, n))
+			}
+		}()
+	}
+	wg.Wait()
+}

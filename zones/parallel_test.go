@@ -232,3 +232,50 @@ func TestDecodeParallel(t *testing.T) {
 		t.Error("bigPolicy: not decoded in parallel")
 	}
 }
+
+// TestCompileParallel compiles a zone large enough to be built on every core (and, under
+// -race, checked for races) and holds it to what building the services one by one gives:
+// every service and endpoint in place, the placeholders in the tree, and z.Targets in the
+// order the endpoints first name them.
+func TestCompileParallel(t *testing.T) {
+	data := bigPolicy(3000, 4)
+	pf, err := Decode("big.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := Compile(pf, "hash", 1)
+	if len(z.Services) != len(pf.Services) {
+		t.Fatalf("%d services compiled from %d", len(z.Services), len(pf.Services))
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for _, s := range pf.Services {
+		cs := z.Services[s.Name]
+		if cs == nil || cs.ServiceSpec != s || len(cs.Pools) != len(s.Pools) {
+			t.Fatalf("service %s: %+v", s.Name, cs)
+		}
+		if e, _ := z.Static.Search(s.Name); e == nil || len(e.Type(placeholderType)) != 1 {
+			t.Fatalf("service %s: no placeholder in the tree", s.Name)
+		}
+		for i, ps := range s.Pools {
+			for j, es := range ps.Endpoints {
+				ep := cs.Pools[i].Endpoints[j]
+				if ep.Address != es.Address || ep.RR[Primary] == nil || ep.RR[Degraded] == nil || (ep.Target == nil) != (es.Check == CheckNone) {
+					t.Fatalf("service %s: endpoint %+v from %+v", s.Name, ep, es)
+				}
+				if ep.Target != nil && !seen[ep.Target.Key] {
+					seen[ep.Target.Key] = true
+					keys = append(keys, ep.Target.Key)
+				}
+			}
+		}
+	}
+	if len(z.Targets) != len(keys) {
+		t.Fatalf("%d targets, want %d", len(z.Targets), len(keys))
+	}
+	for i, tg := range z.Targets {
+		if tg.Key != keys[i] {
+			t.Fatalf("target %d is %s, want %s", i, tg.Key, keys[i])
+		}
+	}
+}
