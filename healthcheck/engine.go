@@ -54,6 +54,7 @@ type entry struct {
 	index   int       // in the queue; -1 while the target is being probed, or when it is gone
 	gone    bool      // no subscription holds it any more
 	hys     hysteresis
+	keep    keeper // the connection its HTTP probes reuse; used by its probe, or under the lock while queued
 }
 
 // Change is a state change of a target.
@@ -89,6 +90,9 @@ func (e *Engine) Close() {
 	if !e.closed {
 		e.closed = true
 		for _, ent := range e.targets {
+			if ent.index >= 0 { // queued, not being probed: the probe would close it
+				ent.keep.close()
+			}
 			ent.gone = true
 			ent.index = -1
 		}
@@ -252,7 +256,8 @@ func (e *Engine) release(ent *entry, s *Subscription) {
 	e.stats.Stopped++
 	ent.gone = true
 	delete(e.targets, ent.target.Key)
-	if ent.index >= 0 {
+	if ent.index >= 0 { // queued; a target being probed closes its connection when the probe ends
 		e.queue.remove(ent.index)
+		ent.keep.close()
 	}
 }

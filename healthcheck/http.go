@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // maxBody is how much of an HTTP body ExpectBody searches.
@@ -29,91 +31,146 @@ const userAgent = "steerdns-healthcheck"
 // errTooLarge is returned when a response's headers exceed maxHeader.
 var errTooLarge = errors.New("response headers larger than 64 KiB")
 
-// probeHTTP sends one request on a fresh connection and judges the response.
+// probeHTTP sends one request and judges the response. With a keeper, the request goes on the
+// connection that the target's last probe left open, if any (see MaxConnAge), and the connection
+// stays open for the next probe if this one passed; without one, on a new connection closed at
+// the end.
 //
-// Every probe opens its own connection, writes the request with net/http's Request.Write and
-// reads the answer with http.ReadResponse; no http.Transport is involved, and the connection is
-// closed when the probe ends. So:
-//   - a probe tests what a client of the backend needs: that it accepts a new connection (a
-//     reused keep-alive connection can stay up while the listener is gone);
-//   - there are no idle connections at all, however many targets (keep-alive would need one idle
-//     connection per target, 30,000 of them, to pay off), and no stale pooled connection that
-//     the server closed can fail a probe;
-//   - the probe owns the connection, so the context's deadline bounds every step, and nothing
+// The probe writes the request with net/http's Request.Write and reads the answer with
+// http.ReadResponse; no http.Transport is involved. So:
+//   - the probe owns its connection, so the context's deadline bounds every step, and nothing
 //     outlives it: http.Transport keeps dialling after the request's context ends (Go 1.22+),
 //     which would let a silent TLS server hold handshakes past the timeout and past MaxInFlight;
+//   - an idle connection is never shared: a target has at most one, and one probe in flight;
 //   - the step that failed (dial, TLS, read) gives the reason without guessing from a message.
 //
 // Redirects are not followed: a 3xx is judged by ExpectStatus like any other status.
-func probeHTTP(ctx context.Context, c Config, addr string) error {
-	req, err := newRequest(c, addr)
+func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
+	req, wire, err := k.request(c, addr)
 	if err != nil {
 		return err
-	}
-	conn, closeConn, err := dial(ctx, addr, c.Port)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	if c.Type == TypeHTTPS {
-		name := c.Host
-		if name == "" {
-			name = addr
-		}
-		tc := tls.Client(conn, &tls.Config{ServerName: name, InsecureSkipVerify: c.InsecureTLS})
-		if err := tc.Handshake(); err != nil { // bounded by the conn's deadline, as the rest
-			return &verdict{ReasonTLS, err}
-		}
-		conn = tc
 	}
 	buf := buffers.Get().(*buffer)
 	defer buf.free()
-	buf.w.Reset()
-	if err := req.Write(&buf.w); err != nil { // into memory, so that it takes one write
+
+	if k != nil {
+		if pc := k.take(time.Now()); pc != nil {
+			keep, stale, err := roundTrip(ctx, c, pc, true, req, wire, buf)
+			if !stale {
+				if keep {
+					k.put(pc, keepBudget())
+				} else {
+					pc.close()
+				}
+				return err
+			}
+			// The server closed the idle connection (an idle timeout, a restart) before this
+			// request reached it: try a new connection, as net/http's Transport does.
+			pc.close()
+		}
+	}
+	pc, err := connect(ctx, c, addr)
+	if err != nil {
 		return err
 	}
-	if _, err := conn.Write(buf.w.Bytes()); err != nil {
-		return err
+	keep, _, err := roundTrip(ctx, c, pc, false, req, wire, buf)
+	if keep && k != nil {
+		k.put(pc, keepBudget())
+	} else {
+		pc.close()
+	}
+	return err
+}
+
+// connect opens a probe connection to the target: TCP, and TLS for https.
+func connect(ctx context.Context, c Config, addr string) (*probeConn, error) {
+	raw, err := dial(ctx, addr, c.Port)
+	if err != nil {
+		return nil, err
+	}
+	pc := &probeConn{raw: raw, conn: raw, born: time.Now()}
+	if c.Type != TypeHTTPS {
+		return pc, nil
+	}
+	name := c.Host
+	if name == "" {
+		name = addr
+	}
+	tc := tls.Client(raw, &tls.Config{ServerName: name, InsecureSkipVerify: c.InsecureTLS})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, &verdict{ReasonTLS, err}
+	}
+	pc.conn = tc
+	return pc, nil
+}
+
+// roundTrip sends req, encoded in wire, on pc and judges the response. keep says that pc can
+// carry the next request: the probe passed and the response was read to its end. stale says that
+// pc was reused (an earlier probe's connection) and the server had closed it before any byte of a
+// response came: the probe proves nothing yet and can be retried on a new connection.
+func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *http.Request, wire []byte, buf *buffer) (keep, stale bool, err error) {
+	disarm := arm(ctx, pc.conn)
+	defer func() {
+		if !disarm() {
+			keep = false // ctx ended: the deadline hook may still be running
+		}
+	}()
+	if _, err := pc.conn.Write(wire); err != nil {
+		return false, reused && ctx.Err() == nil, err
 	}
 
-	cr := &capReader{conn, maxHeader}
+	cr := &capReader{r: pc.conn, n: maxHeader}
 	br := buf.r
 	br.Reset(cr)
 	defer br.Reset(nil)
 	resp, err := http.ReadResponse(br, req)
+	if err != nil && reused && cr.read == 0 && ctx.Err() == nil && isClosed(err) {
+		return false, true, err
+	}
 	// Skip interim responses (100 Continue, 103 Early Hints), as http.Transport does.
 	for i := 0; err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; i++ {
 		if i == 5 {
-			return fmt.Errorf("more than 5 interim (1xx) responses")
+			return false, false, fmt.Errorf("more than 5 interim (1xx) responses")
 		}
 		resp, err = http.ReadResponse(br, req)
 	}
 	if err != nil {
-		return err
+		return false, false, err
 	}
-	// resp.Body is not closed: closing would drain it. The deferred close of the connection ends it.
 
 	if !statusOK(c.ExpectStatus, resp.StatusCode) {
-		return &verdict{ReasonStatus, fmt.Errorf("status %d, want %s", resp.StatusCode, statusText(c.ExpectStatus))}
+		return false, false, &verdict{ReasonStatus, fmt.Errorf("status %d, want %s", resp.StatusCode, statusText(c.ExpectStatus))}
 	}
-	if c.ExpectBody == "" {
-		return nil
+	cr.n = math.MaxInt // the body is bounded below, by maxBody
+	if c.ExpectBody != "" {
+		found, err := buf.bodyContains(resp.Body, c.ExpectBody)
+		if err != nil {
+			return false, false, err
+		}
+		if !found {
+			return false, false, &verdict{ReasonBody, fmt.Errorf("body does not contain %q in its first 64 KiB", c.ExpectBody)}
+		}
 	}
-	cr.n = math.MaxInt // bodyContains reads at most maxBody of the body
-	found, err := buf.bodyContains(resp.Body, c.ExpectBody)
-	if err != nil {
-		return err
+	if req.Close || resp.Close {
+		return false, false, nil // resp.Body is not read to its end: the connection is closed
 	}
-	if !found {
-		return &verdict{ReasonBody, fmt.Errorf("body does not contain %q in its first 64 KiB", c.ExpectBody)}
-	}
-	return nil
+	// Read the rest of the body, within maxBody, so that the connection is ready for the next
+	// request; a longer body, or bytes after it, and the connection is closed instead.
+	_, err = io.CopyN(io.Discard, resp.Body, maxBody)
+	return err == io.EOF && br.Buffered() == 0, false, nil
+}
+
+// isClosed reports whether err says that the peer closed the connection: an end of file or a
+// reset.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
 // buffer holds the memory of one HTTP probe, kept for the next in buffers: thousands of probes a
 // second would otherwise make 12 KiB of garbage each.
 type buffer struct {
-	w    bytes.Buffer  // the request
 	r    *bufio.Reader // the response
 	body []byte        // the start of the body, for ExpectBody
 }
@@ -128,8 +185,29 @@ func (b *buffer) free() {
 	buffers.Put(b)
 }
 
-// newRequest builds the request of check c for the target at addr.
-func newRequest(c Config, addr string) (*http.Request, error) {
+// request returns the request of check c for the target at addr, and its encoding. With a
+// keeper, both are made once and kept there: they are the same for every probe of the target.
+func (k *keeper) request(c Config, addr string) (*http.Request, []byte, error) {
+	if k != nil && k.req != nil {
+		return k.req, k.wire, nil
+	}
+	req, err := newRequest(c, addr, k == nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var w bytes.Buffer
+	if err := req.Write(&w); err != nil { // into memory, so that it takes one write
+		return nil, nil, err
+	}
+	if k != nil {
+		k.req, k.wire = req, w.Bytes()
+	}
+	return req, w.Bytes(), nil
+}
+
+// newRequest builds the request of check c for the target at addr; with closeConn it asks the
+// server to close the connection after the response.
+func newRequest(c Config, addr string, closeConn bool) (*http.Request, error) {
 	u, err := url.ParseRequestURI(c.Path)
 	if err != nil {
 		return nil, fmt.Errorf("path %q: %w", c.Path, err)
@@ -142,7 +220,7 @@ func newRequest(c Config, addr string) (*http.Request, error) {
 		ProtoMinor: 1,
 		Header:     make(http.Header, len(c.Headers)+1),
 		Host:       c.Host,
-		Close:      true, // Connection: close, the connection serves one request
+		Close:      closeConn, // Connection: close
 	}
 	if req.Host == "" {
 		req.Host = hostHeader(c, addr)
@@ -216,8 +294,9 @@ func (b *buffer) bodyContains(r io.Reader, want string) (bool, error) {
 // capReader fails once n bytes have been read from r; it keeps a server that sends headers
 // without end from growing the probe's memory until the timeout.
 type capReader struct {
-	r io.Reader
-	n int
+	r    io.Reader
+	n    int
+	read int // bytes read in all
 }
 
 func (c *capReader) Read(p []byte) (int, error) {
@@ -229,5 +308,6 @@ func (c *capReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n -= n
+	c.read += n
 	return n, err
 }

@@ -101,7 +101,7 @@ func TestProbeHTTPRequest(t *testing.T) {
 func TestProbeHTTPIPv6(t *testing.T) {
 	// No IPv6 listener in tests: check what would go on the wire.
 	c := Config{Type: TypeHTTP, Port: 8080}.Normalize()
-	req, err := newRequest(c, "2001:db8::10")
+	req, err := newRequest(c, "2001:db8::10", true)
 	if err != nil {
 		t.Fatal(err)
 	}

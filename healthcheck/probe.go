@@ -42,10 +42,14 @@ const (
 var Reasons = []string{ReasonTimeout, ReasonRefused, ReasonReset, ReasonStatus, ReasonBody, ReasonTLS,
 	ReasonDNS, ReasonGRPC, ReasonOther}
 
-// Probe runs one probe of t now and returns its result; it changes no state. It returns within
-// t.Config.Timeout, or sooner when ctx ends. The Engine calls it on schedule; call it directly to
-// check a target once.
-func Probe(ctx context.Context, t Target) Result {
+// Probe runs one probe of t now, on a new connection, and returns its result; it changes no
+// state. It returns within t.Config.Timeout, or sooner when ctx ends. Call it to check a target
+// once; the Engine probes on schedule, reusing HTTP connections (see MaxConnAge).
+func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil) }
+
+// probeWith is Probe; an HTTP or HTTPS probe takes its connection from k and leaves it there for
+// the next probe when it can (k nil: a new connection, closed at the end).
+func probeWith(ctx context.Context, t Target, k *keeper) Result {
 	c := t.Config.Normalize()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
@@ -54,7 +58,7 @@ func Probe(ctx context.Context, t Target) Result {
 	var err error
 	switch c.Type {
 	case TypeHTTP, TypeHTTPS:
-		err = probeHTTP(ctx, c, t.Address)
+		err = probeHTTP(ctx, c, t.Address, k)
 	case TypeTCP:
 		err = probeTCP(ctx, c, t.Address)
 	case TypeDNS:
@@ -129,23 +133,19 @@ var dialer = &net.Dialer{KeepAlive: -1}
 // hostPort returns addr:port, with brackets for IPv6.
 func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 
-// dial connects to addr:port over TCP and bounds every later read and write of the connection by
-// the context: its deadline, and its cancellation. The returned func closes the connection.
+// dial connects to addr:port over TCP, within ctx.
 //
-// The close is a reset (SO_LINGER 0), as HAProxy closes its checks: a probe has nothing left to
-// deliver by then, and a graceful close would leave every connection in TIME_WAIT on this host
-// for a minute: at 30,000 targets every 5s, 360,000 sockets, past Linux's tcp_max_tw_buckets.
-func dial(ctx context.Context, addr string, port int) (net.Conn, func(), error) {
+// The connection closes with a reset (SO_LINGER 0), as HAProxy closes its checks: a probe has
+// nothing left to deliver by then, and a graceful close would leave every connection in TIME_WAIT
+// on this host for a minute: at 30,000 targets every 5s, 360,000 sockets, past Linux's
+// tcp_max_tw_buckets.
+func dial(ctx context.Context, addr string, port int) (net.Conn, error) {
 	conn, err := dialer.DialContext(ctx, "tcp", hostPort(addr, port))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
-	if d, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(d)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	return conn, func() { stop(); conn.Close() }, nil
+	return conn, nil
 }

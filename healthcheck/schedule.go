@@ -91,8 +91,9 @@ func (e *Engine) work(ent *entry) {
 func (e *Engine) probe(ent *entry) *entry {
 	t := ent.target
 	start := time.Now()
-	res := Probe(e.ctx, t)
+	res := probeWith(e.ctx, t, &ent.keep)
 	if e.ctx.Err() != nil {
+		ent.keep.close()
 		return nil // closing: the result means nothing
 	}
 	if e.opts.OnResult != nil {
@@ -103,6 +104,7 @@ func (e *Engine) probe(ent *entry) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ent.gone {
+		ent.keep.close()
 		return e.next(now)
 	}
 	from := ent.status.State()

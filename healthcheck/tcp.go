@@ -5,10 +5,10 @@ import "context"
 // probeTCP passes when the target accepts a TCP connection. It closes the connection at once,
 // sending nothing.
 func probeTCP(ctx context.Context, c Config, addr string) error {
-	_, closeConn, err := dial(ctx, addr, c.Port)
+	conn, err := dial(ctx, addr, c.Port)
 	if err != nil {
 		return err
 	}
-	closeConn()
+	conn.Close()
 	return nil
 }

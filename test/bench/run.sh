@@ -212,7 +212,7 @@ stop_server() {
 	SERVER_PID=
 }
 
-# probes: the number of connections the check listener has served so far.
+# probes: the number of probes (HTTP requests) the check listener has served so far.
 probes() {
 	local n
 	n=$(grep -c '^served ' "$RAW/backend.log" || true)

@@ -1,9 +1,10 @@
 // Command backend is the health-check target of the steerdns benchmark (test/bench/run.sh): it
-// listens on one port of several loopback addresses and answers every HTTP request with 200 "ok"
-// on a connection that it then closes, or, with -mode tcp, accepts and closes. It exits after
-// -max (so that a benchmark killed uncleanly leaves nothing behind) or on SIGTERM/SIGINT, and
-// then prints how many connections it served; SIGUSR1 prints that count at any time
-// ("served N"), so that a benchmark can tell how many probes came in during a run.
+// listens on one port of several loopback addresses and answers every HTTP request with 200 "ok",
+// keeping the connection open for the next request (HTTP/1.1 keep-alive, as common servers do),
+// or, with -mode tcp, accepts and closes. It exits after -max (so that a benchmark killed
+// uncleanly leaves nothing behind) or on SIGTERM/SIGINT, and then prints how many probes (HTTP
+// requests, or TCP connections) it served; SIGUSR1 prints that count at any time ("served N"), so
+// that a benchmark can tell how many probes came in during a run.
 package main
 
 import (
@@ -25,7 +26,8 @@ import (
 func main() {
 	addrs := flag.String("addrs", "127.0.0.1", "comma-separated loopback addresses, or FIRST-LAST (127.0.0.1-127.0.0.10)")
 	port := flag.Int("port", 18080, "port to listen on at every address")
-	mode := flag.String("mode", "http", "http (answer 200 ok and close) or tcp (accept and close)")
+	mode := flag.String("mode", "http", "http (answer 200 ok, keep-alive) or tcp (accept and close)")
+	idle := flag.Duration("idle", time.Minute, "close an HTTP connection after this long without a request")
 	maxLife := flag.Duration("max", 15*time.Minute, "exit after this long whatever happens")
 	flag.Parse()
 
@@ -50,7 +52,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "backend:", err)
 			os.Exit(1)
 		}
-		go serve(ln, *mode == "http", &served)
+		go serve(ln, *mode == "http", *idle, &served)
 	}
 	fmt.Printf("backend: %s on %d addresses (%s), port %d\n", *mode, len(list), *addrs, *port)
 
@@ -71,10 +73,10 @@ wait:
 		}
 	}
 	d := time.Since(start)
-	fmt.Printf("backend: served %d connections in %.1fs (%.0f/s)\n", served.Load(), d.Seconds(), float64(served.Load())/d.Seconds())
+	fmt.Printf("backend: served %d probes in %.1fs (%.0f/s)\n", served.Load(), d.Seconds(), float64(served.Load())/d.Seconds())
 }
 
-func serve(ln net.Listener, http bool, served *atomic.Int64) {
+func serve(ln net.Listener, http bool, idle time.Duration, served *atomic.Int64) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -84,21 +86,30 @@ func serve(ln net.Listener, http bool, served *atomic.Int64) {
 			time.Sleep(10 * time.Millisecond) // EMFILE and the like: back off
 			continue
 		}
-		served.Add(1)
-		go answer(c, http)
+		if !http {
+			served.Add(1)
+		}
+		go answer(c, http, idle, served)
 	}
 }
 
-var response = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+var response = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
 
-// answer reads one request head (up to 8 KiB), answers 200 ok, and waits (2 s at most, in all)
-// for the client to close first, so that no TIME_WAIT socket is left on this side: at 2,000
-// probes a second they would pile up by the hundred thousand. With -mode tcp it only waits.
-func answer(c net.Conn, http bool) {
+// answer reads request heads (up to 8 KiB each; the probes send no body) and answers each with
+// 200 ok, until the client closes the connection or sends nothing for idle; then it closes too.
+// Probes close with a reset, so no TIME_WAIT socket is left on either side: at 2,000 probes a
+// second they would pile up by the hundred thousand. With -mode tcp it only waits for the close,
+// for 2s at most.
+func answer(c net.Conn, http bool, idle time.Duration, served *atomic.Int64) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
 	br := bufio.NewReaderSize(c, 4096)
-	if http {
+	if !http {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		br.Discard(1 << 20)
+		return
+	}
+	for {
+		c.SetDeadline(time.Now().Add(idle))
 		n := 0
 		for {
 			line, err := br.ReadSlice('\n')
@@ -110,12 +121,11 @@ func answer(c net.Conn, http bool) {
 				break
 			}
 		}
+		served.Add(1)
 		if _, err := c.Write(response); err != nil {
 			return
 		}
 	}
-	// Until the client closes (EOF or reset): then Close here leaves nothing behind.
-	br.Discard(1 << 20)
 }
 
 // expand parses "a,b,c" or "FIRST-LAST" (IPv4, last octet varying).
