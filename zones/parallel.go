@@ -27,9 +27,10 @@ const chunkBytes = 64 << 10
 // load, the tree alone half a GB. Here the services mapping is cut, at the lines where its
 // keys start, into chunks that yaml.v3 parses separately, each walked into services and
 // dropped as soon as it is parsed; the rest of the file (the "skeleton": the services body
-// blanked out, so that every line keeps its number) is parsed and walked as usual. The cut
-// lines are block-context keys of the services mapping whatever came before them (see
-// splitServices), so each chunk parses to exactly the entries the whole file would have.
+// blanked out, so that every line keeps its number) is parsed and walked as usual. A cut line
+// can only be a key of the services mapping, unless a quoted value or a flow collection is
+// left open before it, and then the chunk before it fails to parse (see splitServices); so
+// chunks that all parse hold exactly the entries the whole file would have.
 //
 // Any problem at all, YAML or policy, makes it return nil: errors are reported only by the
 // sequential decode, which has the whole tree for their lines and orders them. A broken large
@@ -144,10 +145,14 @@ type split struct {
 // scalar or a flow collection left open on the lines before; the chunk before the cut then
 // fails to parse, and the file goes to the sequential decode. Lines indented less than n, a
 // tab in the indent, and line breaks other than LF (YAML also breaks lines at CR, NEL, LS and
-// PS, which would shift the skeleton's lines) are refused outright.
+// PS, which would shift the skeleton's lines) are refused outright, and so are directives.
 func splitServices(data []byte, chunk int) *split {
 	if len(data) > 0 && (data[0] == 0xfe || data[0] == 0xff) {
 		return nil // UTF-16: the lines are not bytes
+	}
+	// A directive (%TAG) would give the chunks, parsed without it, other tags.
+	if bytes.HasPrefix(data, []byte("%")) || bytes.Contains(data, []byte("\n%")) {
+		return nil
 	}
 	if bytes.IndexByte(data, '\r') >= 0 || bytes.Contains(data, []byte("\u0085")) ||
 		bytes.Contains(data, []byte("\u2028")) || bytes.Contains(data, []byte("\u2029")) {

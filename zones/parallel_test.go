@@ -149,6 +149,17 @@ services:
 ---
 zone: other.
 `,
+	"a tag directive": `%TAG !! tag:example.com,2026:
+---
+zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    check: !!str none
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
 	"a tab": "zone: example.com.\nns: [ns1.example.com.]\nservices:\n  a:\n    pools: [{endpoints: [192.0.2.1]}]\n\tb: x\n",
 	"CR LF": "zone: example.com.\r\nns: [ns1.example.com.]\r\nservices:\r\n  a:\r\n    pools: [{endpoints: [192.0.2.1]}]\r\n  b:\r\n    pools: [{endpoints: [192.0.2.2]}]\r\n",
 	"no final line break": `zone: example.com.
