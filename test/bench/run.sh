@@ -19,6 +19,9 @@
 #   2. SWEEP scenarios: the highest rate without a lost query (a dnsperf -Q bisection of
 #      SWEEP_ITER steps of SWEEP_STEP s), p50/p99 latency at half of it (dnsperf -v), at half of
 #      (a)'s maximum, and the loss at 80% of it
+#   2b. LAT_ROUNDS interleaved rounds (a b c a b c ...) of DURATION s of open-loop dnsperf at
+#      half of (a)'s highest rate without loss, one fresh server each: the same offered load for
+#      all, and p50/p99/p99.9 as medians over the rounds (one latency run alone is mostly noise)
 #   3. SCALING=1: 2 cores, GOMAXPROCS=2 and no taskset, without and with `multisocket`; dnsperf
 #      (-T 2) then shares the two cores with the server
 #   4. COMPILE=1: a policy file of 100,000 services loaded by the real binary: time to the first
@@ -26,7 +29,7 @@
 #
 # Knobs (environment): SCENARIOS ("a b c c0") ROUNDS (5) DURATION (8) WARMUP (1) OUTSTANDING (200)
 # IDLE (5: seconds of measuring each server's CPU with no query, in round 1; 0 = skip) SWEEP ("a b c")
-# SWEEP_STEP (4) SWEEP_ITER (6) SCALING (1) SCALING_ROUNDS (2) SCALING_SCENARIOS ("a b c")
+# SWEEP_STEP (4) SWEEP_ITER (6) LAT_ROUNDS (3) LAT_SCENARIOS ("a b c") SCALING (1) SCALING_ROUNDS (2) SCALING_SCENARIOS ("a b c")
 # COMPILE (1) BIG_SERVICES (100000) PORT_BASE (15300) SERVER_CPU (0) CLIENT_CPU (1)
 # OUT (test/bench/out) GO (go).
 # With the defaults it takes just under 10 minutes on 2 CPUs. Output: the summary table on stdout
@@ -42,6 +45,8 @@ IDLE=${IDLE:-5}
 SWEEP=${SWEEP-a b c}
 SWEEP_STEP=${SWEEP_STEP:-4}
 SWEEP_ITER=${SWEEP_ITER:-6}
+LAT_ROUNDS=${LAT_ROUNDS:-3}
+LAT_SCENARIOS=${LAT_SCENARIOS-a b c}
 SCALING=${SCALING:-1}
 SCALING_ROUNDS=${SCALING_ROUNDS:-2}
 SCALING_SCENARIOS=${SCALING_SCENARIOS-a b c}
@@ -242,6 +247,7 @@ qps_of() { awk '/Queries per second:/ {printf "%.0f", $4}' "$1"; }
 lost_of() { awk '/Queries lost:/ {print $3}' "$1"; }
 sent_of() { awk '/Queries sent:/ {print $3}' "$1"; }
 
+medf() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) printf "%.0f", v[(NR + 1) / 2]; else printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 RESULTS=$RAW/results.tsv # kind scenario ... one line per measurement
@@ -342,6 +348,19 @@ for s in $SWEEP; do
 	stop_server
 done
 
+# ---- 2b. latency, interleaved, at one offered load ------------------------------------------
+if [ "$LAT_ROUNDS" -gt 0 ] && [ "${MAX_A:-0}" -gt 0 ]; then
+	rate=$((MAX_A / 2))
+	for ((r = 1; r <= LAT_ROUNDS; r++)); do
+		for s in $LAT_SCENARIOS; do
+			start_server "$s" 1 0
+			printf 'latr\t%s\t%s\t%s\t%s\n' "$s" "$r" "$rate" "$(latency "$s" "$rate" "r$r")" >>"$RESULTS"
+			log "latency round $r ($s) at $rate qps: $(tail -1 "$RESULTS" | cut -f5-)"
+			stop_server
+		done
+	done
+fi
+
 # ---- 3. two cores --------------------------------------------------------------------------
 if [ "$SCALING" = 1 ]; then
 	for ((r = 1; r <= SCALING_ROUNDS; r++)); do
@@ -440,6 +459,16 @@ verdict() { if awk "BEGIN {exit !($1)}" </dev/null 2>/dev/null; then echo met; e
 		echo "  (rcvbuf: UDP datagrams the kernel dropped on a full socket receive buffer during the 80% run, machine-wide)"
 		echo "  (targets seen down during the open-loop runs: $(awk -F'\t' '$1 == "max" {printf "(%s) %s  ", $2, $4}' "$RESULTS"))"
 	fi
+	if grep -q '^latr' "$RESULTS"; then
+		echo
+		echo "2b. Latency: $LAT_ROUNDS interleaved rounds x ${DURATION}s at $(get latr a | cut -f4 | head -1) qps (half of (a)'s max) each, ms; median over the rounds"
+		printf '%-6s %8s %8s %8s %8s %6s  %s\n' scen p50 p99 p99.9 mean lost "p99 per round"
+		for s in $LAT_SCENARIOS; do
+			printf '%-6s %8s %8s %8s %8s %6s  %s\n' "($s)" "$(get latr "$s" | cut -f5 | medf)" "$(get latr "$s" | cut -f6 | medf)" \
+				"$(get latr "$s" | cut -f7 | medf)" "$(get latr "$s" | cut -f8 | medf)" "$(get latr "$s" | awk -F'\t' '{n += $9} END {print n}')" \
+				"$(get latr "$s" | cut -f6 | paste -sd' ')"
+		done
+	fi
 	if [ "$SCALING" = 1 ]; then
 		echo
 		echo "3. Two cores: GOMAXPROCS=2, no taskset, dnsperf -T 2 -c 8 sharing the cores; median of $SCALING_ROUNDS x ${DURATION}s"
@@ -462,7 +491,11 @@ verdict() { if awk "BEGIN {exit !($1)}" </dev/null 2>/dev/null; then echo met; e
 	echo "  (c) >= 0.95 x (a) in qps:                 $(ratio "$qc" "$QPS_A")  $(verdict "$(ratio "$qc" "$QPS_A") >= 0.95")"
 	if [[ " $SWEEP " == *" a "* && " $SWEEP " == *" b "* ]]; then
 		pa=$(get lat a half | cut -f6) pb=$(get lat b half | cut -f6)
-		echo "  p99 (b) <= p99 (a) at half max rate:      $pb ms vs $pa ms  $(verdict "$pb <= $pa")"
+		echo "  p99 (b) <= p99 (a) at half max rate:      $pb ms vs $pa ms  $(verdict "$pb <= $pa")  (one run each, each at half its own max)"
+		if [[ " $LAT_SCENARIOS " == *" a "* && " $LAT_SCENARIOS " == *" b "* ]] && grep -q '^latr' "$RESULTS"; then
+			pa=$(get latr a | cut -f6 | medf) pb=$(get latr b | cut -f6 | medf)
+			echo "  p99 (b) <= p99 (a), median of $LAT_ROUNDS rounds: $pb ms vs $pa ms  $(verdict "$pb <= $pa")  (at half of (a)'s max, interleaved)"
+		fi
 		for s in $SWEEP; do
 			l=$(get loss80 "$s" | cut -f5)
 			echo "  no loss at 80% of max ($s):                $l lost  $(verdict "${l:-1} == 0")"
