@@ -212,20 +212,31 @@ func TestScaleBackend(t *testing.T) {
 	srv.Close()
 }
 
-// BenchmarkProbeHTTP measures one HTTP probe against a loopback backend in the same process;
-// cpu-µs/op counts the CPU of both ends.
+// BenchmarkProbeHTTP measures one HTTP probe against a loopback backend in the same process:
+// "new" on a new connection each time (Probe), "reused" on the connection the last probe left
+// (as the Engine does); cpu-µs/op counts the CPU of both ends.
 func BenchmarkProbeHTTP(b *testing.B) {
 	_, port := httpBackend(b, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	tg := NewTarget("web", Config{Type: TypeHTTP, Port: port, ExpectBody: "ok"}.Normalize(), "127.0.0.1")
-	var ru0, ru1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	b.ReportAllocs()
-	for b.Loop() {
-		if r := Probe(context.Background(), tg); !r.OK {
-			b.Fatal(r.Err)
-		}
+	for _, reuse := range []bool{false, true} {
+		name := map[bool]string{false: "new", true: "reused"}[reuse]
+		b.Run(name, func(b *testing.B) {
+			var k *keeper
+			if reuse {
+				k = new(keeper)
+				defer k.close()
+			}
+			var ru0, ru1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := probeWith(context.Background(), tg, k); !r.OK {
+					b.Fatal(r.Err)
+				}
+			}
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+		})
 	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 }
