@@ -200,6 +200,9 @@ func (k *keeper) request(c Config, addr string) (*http.Request, []byte, error) {
 		return nil, nil, err
 	}
 	if k != nil {
+		// Reading the response needs only the method and Close: keep no more (at 30,000
+		// targets the whole request, URL and header map would be 30 MB).
+		req = &http.Request{Method: req.Method, Close: req.Close}
 		k.req, k.wire = req, w.Bytes()
 	}
 	return req, w.Bytes(), nil
