@@ -117,7 +117,7 @@ func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *h
 		}
 	}()
 	if _, err := pc.conn.Write(wire); err != nil {
-		return false, reused && ctx.Err() == nil, err
+		return false, reused && ctx.Err() == nil && isClosed(err), err
 	}
 
 	cr := &capReader{r: pc.conn, n: maxHeader}
