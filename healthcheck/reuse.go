@@ -21,8 +21,9 @@ import (
 // next probe's request meets a reset or an end of file before any byte of an answer; the probe
 // then retries at once on a new connection (as net/http's Transport does with a stale idle
 // connection), which is refused, times out or passes like any probe. A backend or host that stops
-// answering times out on the kept connection exactly as on a new one. Any failure closes the
-// connection. So detection times are the same as with a new connection per probe.
+// answering times out on the kept connection within the probe's timeout, as on a new one (where an
+// ICMP error may end the connect sooner). Any failure closes the connection. So detection stays
+// within the documented bounds, which count the whole timeout.
 //
 // What it could hide: a backend that keeps serving the connections it has but accepts no new
 // ones (an accept queue that is full). MaxConnAge bounds that: no connection is reused once it is
