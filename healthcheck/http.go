@@ -53,32 +53,22 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
 	buf := buffers.Get().(*buffer)
 	defer buf.free()
 
-	if k != nil {
-		if pc := k.take(time.Now()); pc != nil {
-			keep, stale, err := roundTrip(ctx, c, pc, true, req, wire, buf)
-			if !stale {
-				if keep {
-					k.put(pc, keepBudget())
-				} else {
-					pc.close()
-				}
-				return err
-			}
-			// The server closed the idle connection (an idle timeout, a restart) before this
-			// request reached it: try a new connection, as net/http's Transport does.
-			pc.close()
+	if pc := k.take(time.Now()); pc != nil {
+		keep, stale, err := roundTrip(ctx, c, pc, true, req, wire, buf)
+		if !stale {
+			k.done(pc, keep)
+			return err
 		}
+		// The server closed the idle connection (an idle timeout, a restart) before this
+		// request reached it: try a new connection, as net/http's Transport does.
+		pc.close()
 	}
 	pc, err := connect(ctx, c, addr)
 	if err != nil {
 		return err
 	}
 	keep, _, err := roundTrip(ctx, c, pc, false, req, wire, buf)
-	if keep && k != nil {
-		k.put(pc, keepBudget())
-	} else {
-		pc.close()
-	}
+	k.done(pc, keep)
 	return err
 }
 

@@ -56,12 +56,13 @@ type keeper struct {
 	wire []byte        // req, encoded
 }
 
-// take returns the idle connection, or nil when there is none or it is too old to reuse.
+// take returns the idle connection, or nil when there is none (or no keeper) or it is too old
+// to reuse.
 func (k *keeper) take(now time.Time) *probeConn {
-	c := k.idle
-	if c == nil {
+	if k == nil || k.idle == nil {
 		return nil
 	}
+	c := k.idle
 	k.idle = nil
 	keptConns.Add(-1)
 	if now.Sub(c.born) >= MaxConnAge {
@@ -69,6 +70,16 @@ func (k *keeper) take(now time.Time) *probeConn {
 		return nil
 	}
 	return c
+}
+
+// done ends a probe on c: with keep, c is kept for the next probe (put); otherwise, or without
+// a keeper, it is closed.
+func (k *keeper) done(c *probeConn, keep bool) {
+	if keep && k != nil {
+		k.put(c, keepBudget())
+		return
+	}
+	c.close()
 }
 
 // put keeps c for the next probe, or closes it when the process keeps budget idle connections

@@ -16,9 +16,9 @@ import (
 // keepAliveBackend is an HTTP server on loopback that counts the connections it accepts and the
 // requests it serves. handler, when not nil, answers instead of a plain 200.
 type keepAliveBackend struct {
-	srv         *httptest.Server
-	port        int
-	conns, reqs counter
+	srv                 *httptest.Server
+	port                int
+	conns, reqs, closed counter
 }
 
 func newKeepAliveBackend(t *testing.T, tlsToo bool, configure func(*http.Server), h http.HandlerFunc) *keepAliveBackend {
@@ -30,8 +30,11 @@ func newKeepAliveBackend(t *testing.T, tlsToo bool, configure func(*http.Server)
 		}
 	}))
 	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			b.conns.add(1)
+		case http.StateClosed:
+			b.closed.add(1)
 		}
 	}
 	if configure != nil {
@@ -95,6 +98,28 @@ func TestEngineReusesConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A target that no subscription holds any more closes its kept connection, and so does the
+// engine's Close.
+func TestKeptConnectionClosed(t *testing.T) {
+	b := newKeepAliveBackend(t, false, nil, nil)
+	e := NewEngine(Options{})
+	t.Cleanup(e.Close)
+	sub := e.Subscribe(nil)
+	sub.Sync([]Target{quick(TypeHTTP, b.port, nil)})
+	eventually(t, 5*time.Second, "a kept connection", func() bool { return b.reqs.get() >= 2 })
+	if b.closed.get() != 0 {
+		t.Fatalf("%d connections closed while the target was probed", b.closed.get())
+	}
+	sub.Sync(nil)
+	eventually(t, 5*time.Second, "the connection of a dropped target closed", func() bool { return b.closed.get() == 1 })
+
+	b = newKeepAliveBackend(t, false, nil, nil)
+	e.Subscribe(nil).Sync([]Target{quick(TypeHTTP, b.port, nil)})
+	eventually(t, 5*time.Second, "a kept connection", func() bool { return b.reqs.get() >= 2 })
+	e.Close()
+	eventually(t, 5*time.Second, "the connection closed with the engine", func() bool { return b.closed.get() == 1 })
 }
 
 // A response that closes the connection (Connection: close, HTTP/1.0) leaves nothing to reuse,
