@@ -42,29 +42,27 @@ func decodeParallel(path string, data []byte, chunk int) *PolicyFile {
 	if sp == nil {
 		return nil
 	}
-	var failed atomic.Bool
-	specs := make([][]*ServiceSpec, len(sp.chunks))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(sp.chunks)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(sp.chunks) && !failed.Load(); i = int(next.Add(1) - 1) {
-				var ok bool
-				if specs[i], ok = decodeChunk(path, sp.chunks[i]); !ok {
-					failed.Store(true)
-				}
-			}
-		}()
-	}
-	// The skeleton is small: this goroutine parses it while the others take the chunks.
+	// The skeleton is small: one goroutine parses it while the chunks are parsed.
 	d := &decoder{file: path}
 	var pf *PolicyFile
-	if root := d.parse(sp.skeleton); root != nil && servicesNull(root, sp.line) {
-		pf = d.walk(root)
-	}
-	wg.Wait()
+	skeleton := make(chan struct{})
+	go func() {
+		defer close(skeleton)
+		if root := d.parse(sp.skeleton); root != nil && servicesNull(root, sp.line) {
+			pf = d.walk(root)
+		}
+	}()
+	var failed atomic.Bool
+	specs := make([][]*ServiceSpec, len(sp.chunks))
+	inParallel(len(sp.chunks), 1, func(lo, hi int) {
+		for i := lo; i < hi && !failed.Load(); i++ {
+			var ok bool
+			if specs[i], ok = decodeChunk(path, sp.chunks[i]); !ok {
+				failed.Store(true)
+			}
+		}
+	})
+	<-skeleton
 	if pf == nil || len(d.errs) > 0 || failed.Load() {
 		return nil
 	}
@@ -250,31 +248,20 @@ func (d *decoder) validateParallel(pf *PolicyFile) bool {
 		return false
 	}
 	var failed atomic.Bool
-	const chunk = 1024
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			vd := &decoder{file: d.file} // no root: a problem is only counted
-			for {
-				lo := int(next.Add(chunk) - chunk)
-				if lo >= len(services) || failed.Load() {
-					return
-				}
-				for _, s := range services[lo:min(lo+chunk, len(services))] {
-					if vd.serviceName(pf, s) {
-						vd.validateService(sv, s)
-					}
-				}
-				if len(vd.errs) > 0 {
-					failed.Store(true)
-				}
+	inParallel(len(services), 1024, func(lo, hi int) {
+		if failed.Load() {
+			return
+		}
+		vd := &decoder{file: d.file} // no root: a problem is only counted
+		for _, s := range services[lo:hi] {
+			if vd.serviceName(pf, s) {
+				vd.validateService(sv, s)
 			}
-		}()
-	}
-	wg.Wait()
+		}
+		if len(vd.errs) > 0 {
+			failed.Store(true)
+		}
+	})
 	if failed.Load() {
 		return false
 	}
