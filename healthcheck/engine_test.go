@@ -138,6 +138,10 @@ func TestEngineRiseFall(t *testing.T) {
 	if len(fails) != 3 {
 		t.Errorf("down after %d failures, want fall = 3", len(fails))
 	}
+	if o := st.Observation(); o.State != Down || o.Reason != ReasonStatus || o.Err == "" || !o.Since.Equal(c.At) ||
+		o.Checked.Before(o.Since) || o.Latency <= 0 || o.LastOK || o.LastReason != ReasonStatus {
+		t.Errorf("observation after the fall %+v, change at %v", o, c.At)
+	}
 	checkGaps(t, "failures in transition", fails, 0, tg.Config.Interval/2)
 
 	// Rise: exactly 2 successes bring it back.

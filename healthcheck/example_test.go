@@ -32,8 +32,8 @@ func ExampleEngine() {
 	web := healthcheck.Config{Type: healthcheck.TypeHTTP, Port: port, Path: "/healthz", ExpectBody: "ok"}.Normalize()
 	st := sub.Sync([]healthcheck.Target{healthcheck.NewTarget("web", web, host)})
 	c := <-changes
-	fmt.Println(c.Target.Name, c.From, "->", c.To, st[0].Up(), sub.Ready())
-	// Output: web unknown -> up true true
+	fmt.Println(c.Target.Name, c.From, "->", c.To, st[0].State(), sub.Ready())
+	// Output: web unknown -> up up true
 }
 
 func ExampleProbe() {

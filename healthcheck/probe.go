@@ -38,10 +38,6 @@ const (
 	ReasonOther   = "other"   // anything else
 )
 
-// Reasons lists the failure reasons, in the order the documentation gives them.
-var Reasons = []string{ReasonTimeout, ReasonRefused, ReasonReset, ReasonStatus, ReasonBody, ReasonTLS,
-	ReasonDNS, ReasonGRPC, ReasonOther}
-
 // Probe runs one probe of t now, on a new connection, and returns its result; it changes no
 // state. It returns within t.Config.Timeout, or sooner when ctx ends. Call it to check a target
 // once; the Engine probes on schedule, reusing HTTP connections (see MaxConnAge).

@@ -107,8 +107,21 @@ func (e *Engine) probe(ent *entry) *entry {
 		ent.keep.close()
 		return e.next(now)
 	}
-	from := ent.status.State()
+	obs := ent.status.Observation()
+	from := obs.State
 	to, pending := ent.hys.observe(from, res.OK, t.Config.Rise, t.Config.Fall)
+	obs.Checked, obs.Latency, obs.LastOK, obs.LastReason = now, res.Duration, res.OK, res.Reason
+	obs.Successes, obs.Failures = ent.hys.oks, ent.hys.fails
+	if to != from {
+		obs.State, obs.Since, obs.Reason, obs.Err = to, now, "", ""
+		if to == Down {
+			obs.Reason = res.Reason
+			if res.Err != nil {
+				obs.Err = res.Err.Error()
+			}
+		}
+	}
+	ent.status.record(obs)
 	interval := t.Config.Interval
 	if pending {
 		interval = t.Config.FastInterval
@@ -123,7 +136,6 @@ func (e *Engine) probe(ent *entry) *entry {
 		e.push(ent)
 		return e.next(now)
 	}
-	ent.status.Set(to)
 	holders := slices.Clone(ent.holders)
 
 	// Log and deliver outside the lock; the deferred Unlock needs it locked again at the end.

@@ -1,6 +1,9 @@
 package healthcheck
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // State is the health of one target.
 type State uint32
@@ -22,28 +25,51 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// Status is the live state of one target. The engine writes it; the query path reads it with
-// one atomic load and no lock.
-type Status struct {
-	v atomic.Uint32
+// Observation is what this node's probes say of one target: its state, since when, and the last
+// probe. The engine keeps one per target; callers read it with Status.Observation.
+type Observation struct {
+	// State is the target's state after rise/fall.
+	State State
+	// Since is when State was entered (for Unknown: when the target was first declared).
+	Since time.Time
+	// Reason is the Reason of the probe that made the last change; empty when State is not Down.
+	Reason string
+	// Err is that probe's error in detail; empty when State is not Down.
+	Err string
+	// Checked is when the last probe ended; zero before the first.
+	Checked time.Time
+	// Latency is the duration of the last probe.
+	Latency time.Duration
+	// LastOK is the last probe's result; LastReason its failure reason ("" when it passed).
+	LastOK     bool
+	LastReason string
+	// Successes and Failures count the consecutive results that rise and fall compare against.
+	Successes, Failures int
 }
 
-// NewStatus returns a status in state s. Tests and callers that need an always-up target
-// ("check: none") use it directly.
+// Status is the live record of one target. The engine writes it; readers take an Observation
+// with one atomic load and no lock. The query path never reads it: the plugin copies each
+// change into its health view.
+type Status struct {
+	obs atomic.Pointer[Observation]
+}
+
+// NewStatus returns a status in state s since now. Tests and callers that need a status they
+// drive themselves use it directly.
 func NewStatus(s State) *Status {
 	st := new(Status)
-	st.v.Store(uint32(s))
+	st.obs.Store(&Observation{State: s, Since: time.Now()})
 	return st
 }
 
 // State returns the current state.
-func (s *Status) State() State { return State(s.v.Load()) }
+func (s *Status) State() State { return s.obs.Load().State }
 
-// Up reports whether answers may include the target: up, or not yet checked.
-func (s *Status) Up() bool { return State(s.v.Load()) != Down }
+// Observation returns the current observation.
+func (s *Status) Observation() Observation { return *s.obs.Load() }
 
-// Set stores a new state and returns the previous one.
-func (s *Status) Set(st State) State { return State(s.v.Swap(uint32(st))) }
+// record stores o. Only the engine writes, one probe of a target at a time.
+func (s *Status) record(o Observation) { s.obs.Store(&o) }
 
 // hysteresis is the rise/fall state machine of one target: consecutive results, each count
 // reset by the opposite result.
