@@ -222,8 +222,14 @@ type Target struct {
 
 // NewTarget returns the target for config c at address addr.
 func NewTarget(name string, c Config, addr string) Target {
+	return NewTargetKeyed(name, c, c.Key(), addr)
+}
+
+// NewTargetKeyed is NewTarget for a caller that knows c.Key() already: configKey must be it.
+// Compiling many endpoints of one check computes the config's key once.
+func NewTargetKeyed(name string, c Config, configKey, addr string) Target {
 	addr = strings.TrimSuffix(addr, ".")
-	return Target{Name: name, Config: c, Address: addr, Key: c.Key() + "@" + addr}
+	return Target{Name: name, Config: c, Address: addr, Key: configKey + "@" + addr}
 }
 
 func (t Target) String() string { return t.Name + "@" + t.Address }

@@ -169,13 +169,7 @@ func (s *Subscription) Sync(targets []Target) []*Status {
 		if ent == nil {
 			if ent = s.held[t.Key]; ent == nil {
 				if ent = e.targets[t.Key]; ent == nil {
-					t.Config = t.Config.Normalize()
-					// Callers validate; this only keeps a bad config from spinning the scheduler.
-					t.Config.Interval = max(t.Config.Interval, MinInterval)
-					t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
-					ent = &entry{target: t, status: NewStatus(Unknown), index: -1}
-					e.targets[t.Key] = ent
-					e.stats.Started++
+					ent = e.add(t)
 					fresh = append(fresh, ent)
 				}
 				ent.holders = append(ent.holders, s)
@@ -190,14 +184,80 @@ func (s *Subscription) Sync(targets []Target) []*Status {
 		}
 	}
 	s.held = held
+	e.start(fresh)
+	return out
+}
 
+// Hold adds targets to those s holds and returns their Status cells, in the order given;
+// targets s holds already, or that the engine probes for another subscription, keep their
+// Status, state and schedule. Unlike Sync, its cost is proportional to the targets given, not
+// to all that s holds: a reload of one policy file among many declares only its own.
+func (s *Subscription) Hold(targets []Target) []*Status {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Status, len(targets))
+	if e.closed || s.closed.Load() {
+		for i := range out {
+			out[i] = NewStatus(Unknown)
+		}
+		return out
+	}
+	var fresh []*entry
+	for i, t := range targets {
+		ent := s.held[t.Key]
+		if ent == nil {
+			if ent = e.targets[t.Key]; ent == nil {
+				ent = e.add(t)
+				fresh = append(fresh, ent)
+			}
+			ent.holders = append(ent.holders, s)
+			s.held[t.Key] = ent
+		}
+		out[i] = ent.status
+	}
+	e.start(fresh)
+	return out
+}
+
+// Release drops the targets with keys from those s holds; those no other subscription holds
+// stop. Keys s does not hold are ignored.
+func (s *Subscription) Release(keys []string) {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || s.closed.Load() {
+		return
+	}
+	for _, k := range keys {
+		if ent := s.held[k]; ent != nil {
+			delete(s.held, k)
+			e.release(ent, s)
+		}
+	}
+}
+
+// add makes the entry of a new target. e.mu is held.
+func (e *Engine) add(t Target) *entry {
+	t.Config = t.Config.Normalize()
+	// Callers validate; this only keeps a bad config from spinning the scheduler.
+	t.Config.Interval = max(t.Config.Interval, MinInterval)
+	t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
+	ent := &entry{target: t, status: NewStatus(Unknown), index: -1}
+	e.targets[t.Key] = ent
+	e.stats.Started++
+	return ent
+}
+
+// start queues the first probes of fresh targets, spread over min(interval, 10ms × their
+// number). e.mu is held.
+func (e *Engine) start(fresh []*entry) {
 	now := time.Now()
 	spread := time.Duration(len(fresh)) * startSpacing
 	for _, ent := range fresh {
 		ent.due = now.Add(rand.N(min(spread, ent.target.Config.Interval)))
 		e.push(ent)
 	}
-	return out
 }
 
 // Ready reports whether every target of s has had at least one probe result.

@@ -297,6 +297,35 @@ func TestEngineSync(t *testing.T) {
 	}
 }
 
+func TestEngineHoldRelease(t *testing.T) {
+	t.Parallel()
+	b := newSwitchable(t)
+	e := NewEngine(Options{})
+	defer e.Close()
+	s1, s2 := e.Subscribe(nil), e.Subscribe(nil)
+	a, c := b.target("/ha", nil), b.target("/hc", nil)
+	st := s1.Hold([]Target{a})
+	eventually(t, 5*time.Second, "a up", func() bool { return st[0].State() == Up })
+
+	// Held again, by s1 or by another subscription, a keeps its status; c is new.
+	st2 := s1.Hold([]Target{c, a})
+	st3 := s2.Hold([]Target{a})
+	if st2[1] != st[0] || st3[0] != st[0] || st2[0].State() != Unknown || e.Len() != 2 {
+		t.Fatalf("after Hold: kept %p %p (was %p), new %v, Len %d", st2[1], st3[0], st[0], st2[0].State(), e.Len())
+	}
+	// Released by s1, a goes on for s2; c, held by s1 alone, stops.
+	s1.Release([]string{a.Key, c.Key, "not held"})
+	if e.Len() != 1 {
+		t.Fatalf("Len %d after s1 let go, want 1 (a, for s2)", e.Len())
+	}
+	na := len(b.get("/ha"))
+	eventually(t, 5*time.Second, "a probed twice more", func() bool { return len(b.get("/ha")) >= na+2 })
+	s2.Release([]string{a.Key})
+	if e.Len() != 0 || e.Stats().Stopped != 2 {
+		t.Errorf("Len %d, %+v after both let go", e.Len(), e.Stats())
+	}
+}
+
 func TestEngineReady(t *testing.T) {
 	t.Parallel()
 	silent, _ := silentPort(t)
