@@ -30,7 +30,7 @@ test: deps
 
 # Each fuzz target for FUZZTIME (default 30s); a target not written yet is skipped with a note.
 fuzz:
-	@set -e; for t in zones:FuzzDecode plugin:FuzzServeDNS; do \
+	@set -e; for t in zones:FuzzDecode plugin/steer:FuzzServeDNS; do \
 		pkg=./$${t%%:*}; fn=$${t##*:}; \
 		if $(GO) test -list "^$$fn$$" $$pkg 2>/dev/null | grep -qx "$$fn"; then \
 			echo "$(GO) test -run '^$$' -fuzz '^$$fn$$' -fuzztime $(FUZZTIME) $$pkg"; \
@@ -44,7 +44,7 @@ fuzz:
 # STEER_BIG=1, also the 100,000-service load (TestHugeZone) and compile (BenchmarkCompileHuge,
 # slow: three iterations) of test/bench.
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./plugin ./zones ./healthcheck
+	$(GO) test -run '^$$' -bench . -benchmem ./plugin/steer ./zones ./healthcheck
 	@if [ "$(STEER_BIG)" = 1 ]; then \
 		echo "STEER_BIG=1 $(GO) test -run TestHugeZone -bench CompileHuge -benchtime 3x -benchmem -v ./test/bench"; \
 		STEER_BIG=1 $(GO) test -run TestHugeZone -bench CompileHuge -benchtime 3x -benchmem -v ./test/bench; \

@@ -27,7 +27,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
 
-	steer "github.com/steerdns/steerdns/plugin"
+	"github.com/steerdns/steerdns/plugin/steer"
 )
 
 func TestMain(m *testing.M) {

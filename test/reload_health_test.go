@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	steer "github.com/steerdns/steerdns/plugin"
+	"github.com/steerdns/steerdns/plugin/steer"
 )
 
 // bigChecked is a zone of 1,000 services with 10 checked endpoints each: 10,000 (check, target)

@@ -61,18 +61,22 @@ type Pool struct {
 	All [2][2][]dns.RR
 }
 
-// Endpoint is a compiled endpoint.
+// Endpoint is a compiled endpoint. It holds no live health: the plugin's health view keeps the
+// state of its target, found by Target.
 type Endpoint struct {
 	Address string
 	Family  int // V4 or V6; unused for CNAME endpoints
 	Weight  int
-	Check   string              // check name, CheckNone for always up
-	Target  *healthcheck.Target // nil for CheckNone
-	// Status is the endpoint's live health, set by Bind before the zone is published.
-	Status *healthcheck.Status
+	Check   string // check name, CheckNone for always up
+	// Target indexes the zone's Targets: the (check, address) pair probed for this endpoint;
+	// NoTarget for check none.
+	Target int32
 	// RR is the answer record per TTL kind: an A, AAAA or CNAME.
 	RR [2]dns.RR
 }
+
+// NoTarget is the Target of an endpoint with check none: always up.
+const NoTarget = -1
 
 // placeholderType marks service names in the static tree, so that empty non-terminals,
 // wildcards and NXDOMAIN are decided with the service names present. It is never served:
@@ -125,15 +129,12 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	<-placed
 
 	// Targets are made once per (check name, address) and shared by the endpoints that name
-	// them; z.Targets holds each distinct Key once. A check's Key is computed once: the key of
-	// a target is the check's key, "@" and the address (NewTarget's format, which
-	// TestCompileTargets holds us to). At 100,000 services, per-endpoint NewTarget calls were a
-	// third of Compile and a copy of the target per endpoint 150 MB. This pass stays on one
-	// core and in file order, so that z.Targets keeps its order.
-	targets := map[string]bool{}
-	var distinct []*healthcheck.Target // copied into z.Targets at the end, at its final size
-	shared := map[[2]string]*healthcheck.Target{}
-	checkKey := map[string]string{}
+	// them; z.Targets holds each distinct Key once, in file order, and endpoints index it. A
+	// check's Key is computed once: at 100,000 services, per-endpoint NewTarget calls were a
+	// third of Compile. This pass stays on one core, so that z.Targets keeps its order.
+	index := map[string]int32{}     // target key -> index in z.Targets
+	shared := map[[2]string]int32{} // (check, address) -> index
+	checkKey := map[string]string{} // check name -> its config's Key
 	z.Services = make(map[string]*Service, len(services))
 	for _, cs := range services {
 		for _, p := range cs.Pools {
@@ -141,31 +142,25 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 				if ep.Check == CheckNone {
 					continue
 				}
-				t := shared[[2]string{ep.Check, ep.Address}]
-				if t == nil {
-					prefix, ok := checkKey[ep.Check]
-					if !ok {
-						prefix = healthcheck.NewTarget(ep.Check, pf.Checks[ep.Check], "").Key // the check's key and "@"
-						checkKey[ep.Check] = prefix
+				i, ok := shared[[2]string{ep.Check, ep.Address}]
+				if !ok {
+					ck, known := checkKey[ep.Check]
+					if !known {
+						ck = pf.Checks[ep.Check].Key()
+						checkKey[ep.Check] = ck
 					}
-					addr := strings.TrimSuffix(ep.Address, ".")
-					t = &healthcheck.Target{Name: ep.Check, Config: pf.Checks[ep.Check], Address: addr, Key: prefix + addr}
-					shared[[2]string{ep.Check, ep.Address}] = t
-					if !targets[t.Key] {
-						targets[t.Key] = true
-						distinct = append(distinct, t)
+					t := healthcheck.NewTargetKeyed(ep.Check, pf.Checks[ep.Check], ck, ep.Address)
+					if i, ok = index[t.Key]; !ok {
+						i = int32(len(z.Targets))
+						index[t.Key] = i
+						z.Targets = append(z.Targets, t)
 					}
+					shared[[2]string{ep.Check, ep.Address}] = i
 				}
-				ep.Target = t
+				ep.Target = i
 			}
 		}
 		z.Services[cs.Name] = cs
-	}
-	if len(distinct) > 0 {
-		z.Targets = make([]healthcheck.Target, len(distinct))
-		for i, t := range distinct {
-			z.Targets[i] = *t
-		}
 	}
 	return z
 }
@@ -182,7 +177,7 @@ func compileService(s *ServiceSpec, neg *dns.SOA) *Service {
 		}
 		cs.TotalWeight += ps.Weight
 		for _, es := range ps.Endpoints {
-			ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check}
+			ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check, Target: NoTarget}
 			for kind, ttl := range [2]uint32{s.TTL, s.DegradedTTL} {
 				hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: ttl}
 				ep.RR[kind] = addressRR(hdr, es)
@@ -227,25 +222,6 @@ func addressRR(hdr dns.RR_Header, es *EndpointSpec) dns.RR {
 	default:
 		hdr.Rrtype = dns.TypeAAAA
 		return &dns.AAAA{Hdr: hdr, AAAA: es.IP.AsSlice()}
-	}
-}
-
-// alwaysUp is the status of endpoints with check none.
-var alwaysUp = healthcheck.NewStatus(healthcheck.Up)
-
-// Bind sets the live status of every endpoint, asking status for each checked target. It must
-// run before the zone is published; endpoints with check none are always up.
-func (z *Zone) Bind(status func(healthcheck.Target) *healthcheck.Status) {
-	for _, s := range z.Services {
-		for _, p := range s.Pools {
-			for _, ep := range p.Endpoints {
-				if ep.Target == nil {
-					ep.Status = alwaysUp
-				} else {
-					ep.Status = status(*ep.Target)
-				}
-			}
-		}
 	}
 }
 

@@ -129,7 +129,7 @@ func TestCompile(t *testing.T) {
 		if ep.Address != want.addr || ep.Family != want.family || ep.Check != want.check || ep.Weight != want.weight {
 			t.Errorf("endpoint %d = %+v, want %+v", i, ep, want)
 		}
-		if (ep.Target == nil) != (want.check == CheckNone) {
+		if (ep.Target == NoTarget) != (want.check == CheckNone) {
 			t.Errorf("endpoint %d: target %v", i, ep.Target)
 		}
 		if ep.RR[Primary].Header().Ttl != 60 || ep.RR[Degraded].Header().Ttl != 5 {
@@ -207,14 +207,17 @@ func TestCompileTargets(t *testing.T) {
 		t.Fatalf("%d targets, %d keys, want 7", len(z.Targets), len(keys))
 	}
 	www, api := z.Service("www.example.com."), z.Service("api.example.com.")
-	a, b := www.Pools[0].Endpoints[0].Target, api.Pools[0].Endpoints[0].Target
+	target := func(s *Service, pool, ep int) healthcheck.Target {
+		return z.Targets[s.Pools[pool].Endpoints[ep].Target]
+	}
+	a, b := target(www, 0, 0), target(api, 0, 0)
 	if a.Key != b.Key || a.Address != "192.0.2.10" || a.Config.Port != 8080 {
 		t.Errorf("www and api probe 192.0.2.10 differently: %v %v", a, b)
 	}
-	if www.Pools[1].Endpoints[0].Target.Key != api.Pools[1].Endpoints[0].Target.Key {
+	if target(www, 1, 0).Key != target(api, 1, 0).Key {
 		t.Error("two checks of one config at one address are two targets")
 	}
-	if www.Pools[0].Endpoints[0].Target.Key == www.Pools[0].Endpoints[2].Target.Key {
+	if target(www, 0, 0).Key == target(www, 0, 2).Key {
 		t.Error("different checks share a target")
 	}
 	for _, tg := range z.Targets {
@@ -224,48 +227,34 @@ func TestCompileTargets(t *testing.T) {
 	}
 }
 
-func TestCompileBind(t *testing.T) {
+func TestCompileTargetIndex(t *testing.T) {
 	z := compileText(t, compileZone, 1)
-	statuses := map[string]*healthcheck.Status{}
-	asked := 0
-	z.Bind(func(tg healthcheck.Target) *healthcheck.Status {
-		asked++
-		if statuses[tg.Key] == nil {
-			statuses[tg.Key] = healthcheck.NewStatus(healthcheck.Down)
-		}
-		return statuses[tg.Key]
-	})
-	if len(statuses) != len(z.Targets) {
-		t.Errorf("%d statuses for %d targets", len(statuses), len(z.Targets))
-	}
-	checked := 0
+	used := make([]bool, len(z.Targets))
 	for _, s := range z.Services {
 		for _, p := range s.Pools {
 			for _, ep := range p.Endpoints {
-				switch {
-				case ep.Status == nil:
-					t.Errorf("%s %s: no status", s.Name, ep.Address)
-				case ep.Target == nil:
-					if !ep.Status.Up() || ep.Status.State() != healthcheck.Up {
-						t.Errorf("%s %s (check none) is %v", s.Name, ep.Address, ep.Status.State())
+				if ep.Check == CheckNone {
+					if ep.Target != NoTarget {
+						t.Errorf("%s %s (check none) has target %d", s.Name, ep.Address, ep.Target)
 					}
-				default:
-					checked++
-					if ep.Status != statuses[ep.Target.Key] || ep.Status.Up() {
-						t.Errorf("%s %s: status not from the source", s.Name, ep.Address)
-					}
+					continue
 				}
+				if ep.Target < 0 || int(ep.Target) >= len(z.Targets) {
+					t.Fatalf("%s %s: target index %d of %d", s.Name, ep.Address, ep.Target, len(z.Targets))
+				}
+				tg := z.Targets[ep.Target]
+				// Two checks of one config at one address share the target of the first.
+				if tg.Key != healthcheck.NewTarget(ep.Check, z.Spec.Checks[ep.Check], ep.Address).Key {
+					t.Errorf("%s %s: target %s", s.Name, ep.Address, tg)
+				}
+				used[ep.Target] = true
 			}
 		}
 	}
-	if asked != checked {
-		t.Errorf("asked %d times for %d checked endpoints", asked, checked)
-	}
-	// Endpoints that share a target share its status.
-	www, api := z.Service("www.example.com."), z.Service("api.example.com.")
-	statuses[www.Pools[0].Endpoints[0].Target.Key].Set(healthcheck.Up)
-	if !api.Pools[0].Endpoints[0].Status.Up() {
-		t.Error("a shared target's status is not shared")
+	for i, u := range used {
+		if !u {
+			t.Errorf("target %s is named by no endpoint", z.Targets[i])
+		}
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-
-	"github.com/steerdns/steerdns/healthcheck"
 )
 
 // FuzzDecode feeds Decode arbitrary files. Decode must never panic; it returns either a policy
@@ -58,8 +56,6 @@ func FuzzDecode(f *testing.F) {
 		if len(z.Services) != len(pf.Services) {
 			t.Fatalf("%d services compiled from %d", len(z.Services), len(pf.Services))
 		}
-		down := healthcheck.NewStatus(healthcheck.Down)
-		z.Bind(func(healthcheck.Target) *healthcheck.Status { return down })
 		for name, s := range z.Services {
 			if !dns.IsSubDomain(z.Origin, name) || len(s.Pools) == 0 {
 				t.Fatalf("service %s: %d pools", name, len(s.Pools))
@@ -69,7 +65,7 @@ func FuzzDecode(f *testing.F) {
 					t.Fatalf("service %s: pool of %d endpoints needs %d", name, len(p.Endpoints), p.MinHealthy)
 				}
 				for _, ep := range p.Endpoints {
-					if ep.Status == nil || ep.RR[Primary] == nil || ep.RR[Degraded] == nil {
+					if ep.RR[Primary] == nil || ep.RR[Degraded] == nil || (ep.Target != NoTarget && int(ep.Target) >= len(z.Targets)) {
 						t.Fatalf("service %s: endpoint %+v not prepared", name, ep)
 					}
 				}

@@ -271,12 +271,12 @@ func TestCompileParallel(t *testing.T) {
 		for i, ps := range s.Pools {
 			for j, es := range ps.Endpoints {
 				ep := cs.Pools[i].Endpoints[j]
-				if ep.Address != es.Address || ep.RR[Primary] == nil || ep.RR[Degraded] == nil || (ep.Target == nil) != (es.Check == CheckNone) {
+				if ep.Address != es.Address || ep.RR[Primary] == nil || ep.RR[Degraded] == nil || (ep.Target == NoTarget) != (es.Check == CheckNone) {
 					t.Fatalf("service %s: endpoint %+v from %+v", s.Name, ep, es)
 				}
-				if ep.Target != nil && !seen[ep.Target.Key] {
-					seen[ep.Target.Key] = true
-					keys = append(keys, ep.Target.Key)
+				if ep.Target != NoTarget && !seen[z.Targets[ep.Target].Key] {
+					seen[z.Targets[ep.Target].Key] = true
+					keys = append(keys, z.Targets[ep.Target].Key)
 				}
 			}
 		}

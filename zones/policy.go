@@ -79,7 +79,7 @@ type Network struct {
 	Region string
 }
 
-// Service is one steered name.
+// ServiceSpec is one steered name, as the policy file describes it.
 type ServiceSpec struct {
 	Name        string // fully qualified, lower case
 	Key         string // the key as written in the file, for messages
@@ -96,14 +96,14 @@ type ServiceSpec struct {
 	Pools       []*PoolSpec
 }
 
-// Pool is a group of endpoints that live together, usually in one region.
+// PoolSpec is a group of endpoints that live together, usually in one region.
 type PoolSpec struct {
 	Region    string
 	Weight    int
 	Endpoints []*EndpointSpec
 }
 
-// Endpoint is one address or name a service can answer with.
+// EndpointSpec is one address or name a service can answer with.
 type EndpointSpec struct {
 	Address string     // as written: an IP or a fully qualified name
 	IP      netip.Addr // valid for address endpoints

@@ -41,7 +41,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/transfer"
 	_ "github.com/coredns/coredns/plugin/whoami"
 
-	steer "github.com/steerdns/steerdns/plugin"
+	"github.com/steerdns/steerdns/plugin/steer"
 )
 
 //go:embed example/Corefile

@@ -2,13 +2,10 @@ package steer
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"slices"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/file"
-	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 	"github.com/steerdns/steerdns/zones"
 )
@@ -19,7 +16,8 @@ const maxChain = 8
 // serveStatic answers from the static records with the file plugin's lookup, then applies the
 // two deliberate differences (the negative-answer SOA TTL of RFC 2308 and ANY per RFC 8482) and
 // continues a CNAME chain that ends at a service.
-func (s *Steer) serveStatic(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, state request.Request, z *zones.Zone, sv *served) (int, error) {
+func (s *Steer) serveStatic(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q *query) (int, error) {
+	state, z := q.state, q.zone
 	qname, qtype := state.Name(), state.QType()
 	answer, ns, extra, result := z.Static.Lookup(ctx, state, qname)
 	if len(answer) == 0 && (result == file.NameError || result == file.Success) && s.Next != nil && s.Fall.Through(qname) {
@@ -37,7 +35,7 @@ func (s *Steer) serveStatic(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if qtype != dns.TypeCNAME && len(answer) > 0 {
 			if c, ok := answer[len(answer)-1].(*dns.CNAME); ok {
 				if svc := z.Services[c.Target]; svc != nil {
-					rcode, _ := s.answerService(ctx, state, z, svc, sv.answers[svc], qtype, 1, m)
+					rcode, _ := s.answerService(ctx, q, svc, q.served.answers[svc], qtype, 1, m)
 					if rcode == dns.RcodeServerFailure {
 						return rcode, nil
 					}
@@ -86,16 +84,17 @@ func hinfo(name string, z *zones.Zone) dns.RR {
 }
 
 // serveService answers a query at a service name.
-func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, state request.Request, z *zones.Zone, svc *zones.Service, ctr *serviceCounters) (int, error) {
+func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q *query, svc *zones.Service) (int, error) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-	rcode, out := s.answerService(ctx, state, z, svc, ctr, state.QType(), 0, m)
+	qtype := q.state.QType()
+	rcode, out := s.answerService(ctx, q, svc, q.served.answers[svc], qtype, 0, m)
 	if rcode == dns.RcodeServerFailure {
 		return rcode, nil
 	}
-	if state.QType() == dns.TypeANY && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess && out != outNodata {
-		m.Answer, m.Ns = []dns.RR{hinfo(svc.Name, z)}, nil
+	if qtype == dns.TypeANY && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess && out != outNodata {
+		m.Answer, m.Ns = []dns.RR{hinfo(svc.Name, q.zone)}, nil
 	}
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
@@ -104,8 +103,9 @@ func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.M
 // answerService appends the answer of svc for qtype to m: the policy's choice, or the
 // when_all_down answer. A CNAME endpoint inside the zone is followed. depth counts the CNAMEs
 // followed so far.
-func (s *Steer) answerService(ctx context.Context, state request.Request, z *zones.Zone, svc *zones.Service, ctr *serviceCounters, qtype uint16, depth int, m *dns.Msg) (int, outcome) {
-	c := s.choose(svc, clientAddr(state.W, svc.Sticky))
+func (s *Steer) answerService(ctx context.Context, q *query, svc *zones.Service, ctr *serviceCounters, qtype uint16, depth int, m *dns.Msg) (int, outcome) {
+	z := q.zone
+	c := choose(svc, q)
 	if ctr != nil {
 		ctr.count(c.outcome)
 	}
@@ -128,7 +128,7 @@ func (s *Steer) answerService(ctx context.Context, state request.Request, z *zon
 		p := svc.Pools[c.pool]
 		ep := p.Endpoints[0]
 		for _, e := range p.Endpoints {
-			if c.failOpen || e.Status.Up() {
+			if c.failOpen || q.health.up(p, e) {
 				ep = e
 				break
 			}
@@ -136,7 +136,7 @@ func (s *Steer) answerService(ctx context.Context, state request.Request, z *zon
 		cname := ep.RR[c.kind]
 		m.Answer = append(m.Answer, cname)
 		if qtype != dns.TypeCNAME {
-			s.follow(ctx, state, z, cname.(*dns.CNAME).Target, qtype, depth+1, m)
+			s.follow(ctx, q, cname.(*dns.CNAME).Target, qtype, depth+1, m)
 		}
 		return dns.RcodeSuccess, c.outcome
 	}
@@ -144,12 +144,12 @@ func (s *Steer) answerService(ctx context.Context, state request.Request, z *zon
 	before := len(m.Answer)
 	switch qtype {
 	case dns.TypeA:
-		s.appendPools(m, svc, c, zones.V4)
+		appendPools(m, q, svc, c, zones.V4)
 	case dns.TypeAAAA:
-		s.appendPools(m, svc, c, zones.V6)
+		appendPools(m, q, svc, c, zones.V6)
 	case dns.TypeANY:
-		s.appendPools(m, svc, c, zones.V4)
-		s.appendPools(m, svc, c, zones.V6)
+		appendPools(m, q, svc, c, zones.V4)
+		appendPools(m, q, svc, c, zones.V6)
 	}
 	if len(m.Answer) == before && before == 0 {
 		m.Ns = z.NegSOA
@@ -170,14 +170,14 @@ func appendFamilies(m *dns.Msg, qtype uint16, v4, v6 []dns.RR) {
 }
 
 // appendPools appends the endpoints of family fam that c chose, up to max_answers.
-func (s *Steer) appendPools(m *dns.Msg, svc *zones.Service, c choice, fam int) {
+func appendPools(m *dns.Msg, q *query, svc *zones.Service, c choice, fam int) {
 	start := len(m.Answer)
 	if c.pool >= 0 {
-		appendPool(m, svc.Pools[c.pool], c, fam)
+		appendPool(m, q.health, svc.Pools[c.pool], c, fam)
 	} else {
 		for _, p := range svc.Pools {
-			if !p.CNAME && (c.failOpen || healthy(p)) {
-				appendPool(m, p, c, fam)
+			if !p.CNAME && (c.failOpen || q.health.healthy(p)) {
+				appendPool(m, q.health, p, c, fam)
 			}
 		}
 	}
@@ -187,7 +187,7 @@ func (s *Steer) appendPools(m *dns.Msg, svc *zones.Service, c choice, fam int) {
 		picked := make([]dns.RR, n)
 		copy(picked, m.Answer[start:])
 		for i := range svc.MaxAnswers {
-			j := i + s.randN(n-i)
+			j := i + q.randN(n-i)
 			picked[i], picked[j] = picked[j], picked[i]
 		}
 		// Cap the slice at start: m.Answer may be the zone's own prepared slice.
@@ -195,17 +195,17 @@ func (s *Steer) appendPools(m *dns.Msg, svc *zones.Service, c choice, fam int) {
 	}
 }
 
-func appendPool(m *dns.Msg, p *zones.Pool, c choice, fam int) {
+func appendPool(m *dns.Msg, h zoneHealth, p *zones.Pool, c choice, fam int) {
 	all := p.All[c.kind][fam]
 	if c.failOpen {
 		m.Answer = appendShared(m.Answer, all)
 		return
 	}
 	for _, ep := range p.Endpoints {
-		if ep.Family == fam && !ep.Status.Up() {
+		if ep.Family == fam && !h.up(p, ep) {
 			// Some are down: copy those that are up.
 			for _, e := range p.Endpoints {
-				if e.Family == fam && e.Status.Up() {
+				if e.Family == fam && h.up(p, e) {
 					m.Answer = append(m.Answer, e.RR[c.kind])
 				}
 			}
@@ -226,15 +226,16 @@ func appendShared(answer, rrs []dns.RR) []dns.RR {
 
 // follow continues a CNAME whose target lies in the zone: a service's answer or the static
 // records'. Targets outside the zone are left to the resolver.
-func (s *Steer) follow(ctx context.Context, state request.Request, z *zones.Zone, target string, qtype uint16, depth int, m *dns.Msg) {
+func (s *Steer) follow(ctx context.Context, q *query, target string, qtype uint16, depth int, m *dns.Msg) {
+	z := q.zone
 	if depth > maxChain || !dns.IsSubDomain(z.Origin, target) {
 		return
 	}
 	if svc := z.Services[target]; svc != nil {
-		s.answerService(ctx, state, z, svc, nil, qtype, depth, m)
+		s.answerService(ctx, q, svc, nil, qtype, depth, m)
 		return
 	}
-	sub := state.NewWithQuestion(target, qtype)
+	sub := q.state.NewWithQuestion(target, qtype)
 	answer, ns, _, result := z.Static.Lookup(ctx, sub, target)
 	m.Answer = append(m.Answer, answer...)
 	switch result {
@@ -246,20 +247,4 @@ func (s *Steer) follow(ctx context.Context, state request.Request, z *zones.Zone
 		m.Ns = slices.Clip(ns)
 		negativeSOA(m, z)
 	}
-}
-
-// clientAddr returns the client's address when the policy needs it.
-func clientAddr(w dns.ResponseWriter, need bool) netip.Addr {
-	if !need {
-		return netip.Addr{}
-	}
-	switch a := w.RemoteAddr().(type) {
-	case *net.UDPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
 }

@@ -2,6 +2,7 @@ package steer
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -80,9 +81,10 @@ func BenchmarkChoose(b *testing.B) {
 	for _, name := range []string{"fo", "w", "sticky", "mv"} {
 		svc := z.Service(name + ".example.com.")
 		b.Run(name, func(b *testing.B) {
+			q := testQuery(s, z, client)
 			b.ReportAllocs()
 			for b.Loop() {
-				s.choose(svc, client)
+				choose(svc, q)
 			}
 		})
 	}
@@ -90,10 +92,48 @@ func BenchmarkChoose(b *testing.B) {
 	for _, name := range []string{"fo", "w", "sticky", "mv"} {
 		svc := z.Service(name + ".example.com.")
 		b.Run(name+"/first-pool-down", func(b *testing.B) {
+			q := testQuery(s, z, client)
 			b.ReportAllocs()
 			for b.Loop() {
-				s.choose(svc, client)
+				choose(svc, q)
 			}
+		})
+	}
+}
+
+// flipPolicy is a zone of n failover services, each with five endpoints of their own, all
+// checked: 5n targets.
+func flipPolicy(n int) string {
+	var b strings.Builder
+	b.WriteString("zone: example.com.\nns: [ns1.example.com.]\nrecords: |\n  ns1 A 192.0.2.53\nchecks:\n  web: {type: tcp, port: 80}\nservices:\n")
+	addr := func(k int) string { return fmt.Sprintf("10.%d.%d.%d", k>>16&255, k>>8&255, k&255) }
+	for i := range n {
+		fmt.Fprintf(&b, "  s%d:\n    check: web\n    pools:\n      - {region: a, endpoints: [%s, %s, %s]}\n      - {region: b, endpoints: [%s, %s]}\n",
+			i, addr(5*i), addr(5*i+1), addr(5*i+2), addr(5*i+3), addr(5*i+4))
+	}
+	return b.String()
+}
+
+// BenchmarkPublishFlip measures what one target's change costs: a new view with that slot
+// changed, swapped in. The page table is copied (a pointer per 1,024 targets) and one page of
+// each of the two slot arrays; the zones, the services and the other targets are not touched.
+func BenchmarkPublishFlip(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			s, h := newTestSteer(b, flipPolicy(n))
+			z := s.Set().Zone("example.com.")
+			if len(z.Targets) != 5*n {
+				b.Fatalf("%d targets, want %d", len(z.Targets), 5*n)
+			}
+			tg := z.Targets[len(z.Targets)/2]
+			to := [2]healthcheck.State{healthcheck.Down, healthcheck.Up}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.observe(healthcheck.Change{Target: tg, From: to[(i+1)%2], To: to[i%2]})
+				i++
+			}
+			_ = h
 		})
 	}
 }

@@ -28,10 +28,21 @@ func sharedEngine() *healthcheck.Engine {
 }
 
 // sharedHealth is the HealthSource of the plugin: a subscription to the shared engine.
-func sharedHealth(onChange func(Transition)) Health {
-	return sharedEngine().Subscribe(func(c healthcheck.Change) {
-		onChange(Transition{Target: c.Target, From: c.From, To: c.To, Reason: c.Reason})
-	})
+func sharedHealth(onChange func(healthcheck.Change)) Health {
+	return engineHealth{sharedEngine().Subscribe(onChange)}
+}
+
+// engineHealth is a subscription to the engine, seen as a Health.
+type engineHealth struct{ *healthcheck.Subscription }
+
+// Hold implements Health.
+func (h engineHealth) Hold(targets []healthcheck.Target) []healthcheck.Observation {
+	statuses := h.Subscription.Hold(targets)
+	out := make([]healthcheck.Observation, len(statuses))
+	for i, st := range statuses {
+		out[i] = st.Observation()
+	}
+	return out
 }
 
 // Engine returns the process's probe engine, for tests and measurements.

@@ -3,44 +3,57 @@ package steer
 import (
 	"context"
 	"math/rand/v2"
+	"net/netip"
 
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 	"github.com/steerdns/steerdns/healthcheck"
+	"github.com/steerdns/steerdns/zones"
 )
 
-// drivenHealth is a Health whose states the test sets by endpoint address.
+// drivenHealth is a Health whose states the test sets by endpoint address: each set is
+// delivered as the engine delivers a change, before set returns.
 type drivenHealth struct {
-	mu     sync.Mutex
-	byAddr map[string]*healthcheck.Status
-	ready  bool
+	mu       sync.Mutex
+	byAddr   map[string]healthcheck.State
+	targets  map[string]healthcheck.Target // by key: what the plugin holds now
+	onChange func(healthcheck.Change)
+	ready    bool
 }
 
 func newDriven() *drivenHealth {
-	return &drivenHealth{byAddr: map[string]*healthcheck.Status{}, ready: true}
+	return &drivenHealth{byAddr: map[string]healthcheck.State{}, targets: map[string]healthcheck.Target{}, ready: true}
 }
 
-func (d *drivenHealth) source(func(Transition)) Health { return d }
+func (d *drivenHealth) source(onChange func(healthcheck.Change)) Health {
+	d.onChange = onChange
+	return d
+}
 
-func (d *drivenHealth) Sync(ts []healthcheck.Target) []*healthcheck.Status {
+func (d *drivenHealth) Hold(ts []healthcheck.Target) []healthcheck.Observation {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]*healthcheck.Status, len(ts))
+	out := make([]healthcheck.Observation, len(ts))
 	for i, t := range ts {
-		st := d.byAddr[t.Address]
-		if st == nil {
-			st = healthcheck.NewStatus(healthcheck.Unknown)
-			d.byAddr[t.Address] = st
-		}
-		out[i] = st
+		d.targets[t.Key] = t
+		out[i] = healthcheck.Observation{State: d.byAddr[t.Address]}
 	}
 	return out
+}
+
+func (d *drivenHealth) Release(keys []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range keys {
+		delete(d.targets, k)
+	}
 }
 
 func (d *drivenHealth) Ready() bool { return d.ready }
@@ -50,13 +63,24 @@ func (d *drivenHealth) Close()      {}
 func (d *drivenHealth) set(t testing.TB, s healthcheck.State, addrs ...string) {
 	t.Helper()
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	var changes []healthcheck.Change
 	for _, a := range addrs {
-		st := d.byAddr[a]
-		if st == nil {
+		found := false
+		for _, tg := range d.targets {
+			if tg.Address == a {
+				found = true
+				changes = append(changes, healthcheck.Change{Target: tg, From: d.byAddr[a], To: s, At: time.Now()})
+			}
+		}
+		if !found {
+			d.mu.Unlock()
 			t.Fatalf("no checked endpoint at %s", a)
 		}
-		st.Set(s)
+		d.byAddr[a] = s
+	}
+	d.mu.Unlock()
+	for _, c := range changes {
+		d.onChange(c)
 	}
 }
 
@@ -82,8 +106,8 @@ func newTestSteer(t testing.TB, policy string) (*Steer, *drivenHealth) {
 	return s, h
 }
 
-// query runs one question through ServeDNS from client address src and returns the reply.
-func query(t testing.TB, s *Steer, name string, qtype uint16, src string) *dns.Msg {
+// ask runs one question through ServeDNS from client address src and returns the reply.
+func ask(t testing.TB, s *Steer, name string, qtype uint16, src string) *dns.Msg {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
@@ -124,4 +148,12 @@ func ttlOf(r *dns.Msg) uint32 {
 		return 0
 	}
 	return r.Answer[0].Header().Ttl
+}
+
+// testQuery is the query value ServeDNS would make for a question to z from client, on the
+// view served now.
+func testQuery(s *Steer, z *zones.Zone, client netip.Addr) *query {
+	sn := s.snap.Load()
+	zs := sn.zones[z]
+	return &query{zone: z, served: zs, health: zoneHealth{v: sn.view, slots: zs.slots}, randN: s.randN, client: client, clientSet: true}
 }

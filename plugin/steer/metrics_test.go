@@ -26,9 +26,8 @@ func TestMetricsLint(t *testing.T) {
 	instances.add(s)
 	t.Cleanup(func() { instances.remove(s) })
 	h.set(t, healthcheck.Down, "192.0.2.1")
-	query(t, s, "fo.example.com.", dns.TypeA, "")
+	ask(t, s, "fo.example.com.", dns.TypeA, "")
 	recordProbe("http", 0.01, "timeout")
-	s.transition(Transition{Target: *s.Set().Zone("example.com.").Service("fo.example.com.").Pools[0].Endpoints[0].Target, To: healthcheck.Down})
 	recordLoad(zones.Result{Reloads: 1})
 
 	mfs, err := prometheus.DefaultGatherer.Gather()

@@ -3,8 +3,11 @@ package steer
 import (
 	"encoding/binary"
 	"math"
+	"net"
 	"net/netip"
 
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
 	"github.com/steerdns/steerdns/zones"
 )
 
@@ -34,34 +37,43 @@ type choice struct {
 	outcome  outcome
 }
 
-// healthy reports whether at least MinHealthy endpoints of p are up.
-func healthy(p *zones.Pool) bool {
-	n := 0
-	for _, ep := range p.Endpoints {
-		if ep.Status.Up() {
-			if n++; n >= p.MinHealthy {
-				return true
-			}
-		}
-	}
-	return false
+// query is what one answer needs, made once per query: the request, the zone and the health
+// view it is answered from, the client, the random source. Policies are functions of (service,
+// query) alone, so that explain runs the very code an answer runs.
+type query struct {
+	state  request.Request
+	zone   *zones.Zone
+	served *zoneServed
+	health zoneHealth
+	randN  func(n int) int
+
+	client    netip.Addr // the client's address, once clientAddr found it
+	clientSet bool
 }
 
-// choose runs the service's policy. client is the client's address, used by sticky weighting.
-func (s *Steer) choose(svc *zones.Service, client netip.Addr) choice {
+// clientAddr returns the client's address (found on first use).
+func (q *query) clientAddr() netip.Addr {
+	if !q.clientSet {
+		q.client, q.clientSet = remoteAddr(q.state.W), true
+	}
+	return q.client
+}
+
+// choose runs the service's policy.
+func choose(svc *zones.Service, q *query) choice {
 	switch svc.Policy {
 	case zones.Weighted:
-		return s.weighted(svc, client)
+		return weighted(svc, q)
 	case zones.Multivalue:
-		return multivalue(svc)
+		return multivalue(svc, q)
 	default:
-		return failover(svc)
+		return failover(svc, q)
 	}
 }
 
-func failover(svc *zones.Service) choice {
+func failover(svc *zones.Service, q *query) choice {
 	for i, p := range svc.Pools {
-		if healthy(p) {
+		if q.health.healthy(p) {
 			if i == 0 {
 				return choice{pool: 0, kind: zones.Primary, outcome: outPrimary}
 			}
@@ -71,14 +83,14 @@ func failover(svc *zones.Service) choice {
 	return allDown(svc, 0)
 }
 
-func multivalue(svc *zones.Service) choice {
+func multivalue(svc *zones.Service, q *query) choice {
 	any, all := false, true
 	for _, p := range svc.Pools {
-		if healthy(p) {
+		if q.health.healthy(p) {
 			any = true
 		}
 		for _, ep := range p.Endpoints {
-			if !ep.Status.Up() {
+			if !q.health.up(p, ep) {
 				all = false
 			}
 		}
@@ -95,11 +107,11 @@ func multivalue(svc *zones.Service) choice {
 // weighted picks one healthy pool at random in proportion to the weights or, when sticky, by
 // weighted rendezvous hashing of the client's subnet, so that only the clients of a failed
 // pool move.
-func (s *Steer) weighted(svc *zones.Service, client netip.Addr) choice {
+func weighted(svc *zones.Service, q *query) choice {
 	var up uint64 // bit i: pool i is healthy; validation allows at most 64 pools
 	total, n := 0, 0
 	for i, p := range svc.Pools {
-		if healthy(p) {
+		if q.health.healthy(p) {
 			total += p.Weight
 			n++
 			up |= 1 << i
@@ -110,31 +122,32 @@ func (s *Steer) weighted(svc *zones.Service, client netip.Addr) choice {
 	if n == 0 {
 		c := allDown(svc, 0)
 		if c.failOpen {
-			c.pool = s.pickWeighted(svc, client, all, svc.TotalWeight)
+			c.pool = pickWeighted(svc, q, all, svc.TotalWeight)
 		}
 		return c
 	}
 	c := choice{kind: zones.Primary, outcome: outPrimary}
 	if svc.Sticky {
 		// The client's first choice among all pools; only when it is down, among the healthy.
+		client := q.clientAddr()
 		if c.pool = rendezvous(svc, client, all); !isUp(c.pool) {
 			c.pool = rendezvous(svc, client, isUp)
 			c.kind, c.outcome = zones.Degraded, outFailover
 		}
 		return c
 	}
-	c.pool = s.pickWeighted(svc, client, isUp, total)
+	c.pool = pickWeighted(svc, q, isUp, total)
 	if n < len(svc.Pools) {
 		c.kind, c.outcome = zones.Degraded, outFailover
 	}
 	return c
 }
 
-func (s *Steer) pickWeighted(svc *zones.Service, client netip.Addr, ok func(int) bool, total int) int {
+func pickWeighted(svc *zones.Service, q *query, ok func(int) bool, total int) int {
 	if svc.Sticky {
-		return rendezvous(svc, client, ok)
+		return rendezvous(svc, q.clientAddr(), ok)
 	}
-	r := s.randN(total)
+	r := q.randN(total)
 	for i, p := range svc.Pools {
 		if !ok(i) {
 			continue
@@ -197,4 +210,17 @@ func allDown(svc *zones.Service, pool int) choice {
 		return choice{pool: pool, kind: zones.Degraded, outcome: outFallback}
 	}
 	return choice{pool: pool, failOpen: true, kind: zones.Degraded, outcome: outFailOpen}
+}
+
+// remoteAddr returns the address a query came from.
+func remoteAddr(w dns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
 }

@@ -122,7 +122,7 @@ func TestFailover(t *testing.T) {
 		if len(st.up) > 0 {
 			h.set(t, healthcheck.Up, st.up...)
 		}
-		r := query(t, s, "fo.example.com.", dns.TypeA, "")
+		r := ask(t, s, "fo.example.com.", dns.TypeA, "")
 		if got := addrs(r); !slices.Equal(got, st.want) || ttlOf(r) != st.ttl {
 			t.Errorf("step %d: got %v ttl %d, want %v ttl %d", i, got, ttlOf(r), st.want, st.ttl)
 		}
@@ -131,10 +131,10 @@ func TestFailover(t *testing.T) {
 
 func TestFamiliesAndOtherTypes(t *testing.T) {
 	s, _ := newTestSteer(t, policyZone)
-	if got := addrs(query(t, s, "fo.example.com.", dns.TypeAAAA, "")); !slices.Equal(got, []string{"2001:db8::1"}) {
+	if got := addrs(ask(t, s, "fo.example.com.", dns.TypeAAAA, "")); !slices.Equal(got, []string{"2001:db8::1"}) {
 		t.Errorf("AAAA: %v", got)
 	}
-	r := query(t, s, "fo.example.com.", dns.TypeTXT, "")
+	r := ask(t, s, "fo.example.com.", dns.TypeTXT, "")
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA || r.Ns[0].Header().Ttl != 60 {
 		t.Errorf("TXT at a service: want NODATA with the SOA (TTL 60), got %v", r)
 	}
@@ -142,7 +142,7 @@ func TestFamiliesAndOtherTypes(t *testing.T) {
 		t.Error("AA not set")
 	}
 	// A service with only IPv4 endpoints in the chosen pool: AAAA is NODATA.
-	if r := query(t, s, "w.example.com.", dns.TypeAAAA, ""); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+	if r := ask(t, s, "w.example.com.", dns.TypeAAAA, ""); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Errorf("AAAA at v4-only service: %v", r)
 	}
 }
@@ -150,20 +150,20 @@ func TestFamiliesAndOtherTypes(t *testing.T) {
 func TestMinHealthy(t *testing.T) {
 	s, h := newTestSteer(t, policyZone)
 	h.set(t, healthcheck.Down, "192.0.2.31")
-	if got := addrs(query(t, s, "minh.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.32", "192.0.2.33"}) {
+	if got := addrs(ask(t, s, "minh.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.32", "192.0.2.33"}) {
 		t.Errorf("2 of 3 up, min 2: got %v", got)
 	}
 	h.set(t, healthcheck.Down, "192.0.2.32")
-	if got := addrs(query(t, s, "minh.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.41", "192.0.2.42"}) {
+	if got := addrs(ask(t, s, "minh.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.41", "192.0.2.42"}) {
 		t.Errorf("1 of 3 up, min 2: got %v", got)
 	}
 	// 50% of 4 is 2.
 	h.set(t, healthcheck.Down, "192.0.2.51", "192.0.2.52")
-	if got := addrs(query(t, s, "pct.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.53", "192.0.2.54"}) {
+	if got := addrs(ask(t, s, "pct.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.53", "192.0.2.54"}) {
 		t.Errorf("2 of 4 up, 50%%: got %v", got)
 	}
 	h.set(t, healthcheck.Down, "192.0.2.53")
-	if got := addrs(query(t, s, "pct.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.61"}) {
+	if got := addrs(ask(t, s, "pct.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.61"}) {
 		t.Errorf("1 of 4 up, 50%%: got %v", got)
 	}
 }
@@ -173,7 +173,7 @@ func TestWeightedDistribution(t *testing.T) {
 	const n = 20000
 	count := map[string]int{}
 	for range n {
-		r := query(t, s, "w.example.com.", dns.TypeA, "")
+		r := ask(t, s, "w.example.com.", dns.TypeA, "")
 		count[addrs(r)[0]]++
 		if ttlOf(r) != 30 {
 			t.Fatalf("all healthy: ttl %d, want 30", ttlOf(r))
@@ -186,7 +186,7 @@ func TestWeightedDistribution(t *testing.T) {
 	}
 	h.set(t, healthcheck.Down, "192.0.2.71")
 	for range 100 {
-		r := query(t, s, "w.example.com.", dns.TypeA, "")
+		r := ask(t, s, "w.example.com.", dns.TypeA, "")
 		if got := addrs(r); !slices.Equal(got, []string{"192.0.2.81"}) || ttlOf(r) != 10 {
 			t.Fatalf("pool a down: got %v ttl %d", got, ttlOf(r))
 		}
@@ -200,9 +200,9 @@ func TestStickyMovesOnlyClientsOfFailedPool(t *testing.T) {
 	share := map[string]int{}
 	for i := range clients {
 		src := fmt.Sprintf("10.%d.%d.7", i/256, i%256)
-		a := addrs(query(t, s, "sticky.example.com.", dns.TypeA, src))[0]
+		a := addrs(ask(t, s, "sticky.example.com.", dns.TypeA, src))[0]
 		// The same subnet always gets the same pool.
-		if b := addrs(query(t, s, "sticky.example.com.", dns.TypeA, fmt.Sprintf("10.%d.%d.200", i/256, i%256)))[0]; a != b {
+		if b := addrs(ask(t, s, "sticky.example.com.", dns.TypeA, fmt.Sprintf("10.%d.%d.200", i/256, i%256)))[0]; a != b {
 			t.Fatalf("client subnet %s: %s then %s", src, a, b)
 		}
 		before[i] = a
@@ -217,7 +217,7 @@ func TestStickyMovesOnlyClientsOfFailedPool(t *testing.T) {
 	moved := 0
 	for i := range clients {
 		src := fmt.Sprintf("10.%d.%d.7", i/256, i%256)
-		r := query(t, s, "sticky.example.com.", dns.TypeA, src)
+		r := ask(t, s, "sticky.example.com.", dns.TypeA, src)
 		a := addrs(r)[0]
 		switch {
 		case before[i] == "192.0.2.92":
@@ -243,7 +243,7 @@ func TestMultivalue(t *testing.T) {
 	s, h := newTestSteer(t, policyZone)
 	seen := map[string]bool{}
 	for range 200 {
-		r := query(t, s, "mv.example.com.", dns.TypeA, "")
+		r := ask(t, s, "mv.example.com.", dns.TypeA, "")
 		got := addrs(r)
 		if len(got) != 3 {
 			t.Fatalf("max_answers 3: got %v", got)
@@ -256,7 +256,7 @@ func TestMultivalue(t *testing.T) {
 		t.Errorf("every endpoint should appear across answers; saw %v", seen)
 	}
 	h.set(t, healthcheck.Down, "192.0.2.101", "192.0.2.103")
-	r := query(t, s, "mv.example.com.", dns.TypeA, "")
+	r := ask(t, s, "mv.example.com.", dns.TypeA, "")
 	got := addrs(r)
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"192.0.2.102", "192.0.2.104"}) || ttlOf(r) != 10 {
@@ -265,13 +265,13 @@ func TestMultivalue(t *testing.T) {
 	// One pool trimmed by max_answers: the prepared answer of the zone must stay intact, so
 	// every answer holds two different endpoints of the three.
 	for range 100 {
-		got := addrs(query(t, s, "mvone.example.com.", dns.TypeA, ""))
+		got := addrs(ask(t, s, "mvone.example.com.", dns.TypeA, ""))
 		if len(got) != 2 || got[0] == got[1] {
 			t.Fatalf("max_answers 2 of 3: got %v", got)
 		}
 	}
 	// Default max_answers of multivalue is 8; both endpoints fit.
-	if got := addrs(query(t, s, "mvall.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.111", "192.0.2.112"}) {
+	if got := addrs(ask(t, s, "mvall.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.111", "192.0.2.112"}) {
 		t.Errorf("mvall: %v", got)
 	}
 }
@@ -280,27 +280,27 @@ func TestWhenAllDown(t *testing.T) {
 	s, h := newTestSteer(t, policyZone)
 	h.set(t, healthcheck.Down, "192.0.2.121", "192.0.2.122", "192.0.2.131", "192.0.2.141", "192.0.2.151")
 
-	r := query(t, s, "down-all.example.com.", dns.TypeA, "")
+	r := ask(t, s, "down-all.example.com.", dns.TypeA, "")
 	if got := addrs(r); !slices.Equal(got, []string{"192.0.2.121"}) || ttlOf(r) != 10 {
 		t.Errorf("all: fail open to the first pool with degraded TTL; got %v ttl %d", got, ttlOf(r))
 	}
-	r = query(t, s, "down-nodata.example.com.", dns.TypeA, "")
+	r = ask(t, s, "down-nodata.example.com.", dns.TypeA, "")
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Ttl != 10 {
 		t.Errorf("nodata: want NOERROR, no answer, SOA with TTL min(60, degraded 10); got %v", r)
 	}
-	if r = query(t, s, "down-servfail.example.com.", dns.TypeA, ""); r.Rcode != dns.RcodeServerFailure {
+	if r = ask(t, s, "down-servfail.example.com.", dns.TypeA, ""); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("servfail: got %s", dns.RcodeToString[r.Rcode])
 	}
-	r = query(t, s, "down-fallback.example.com.", dns.TypeA, "")
+	r = ask(t, s, "down-fallback.example.com.", dns.TypeA, "")
 	if got := addrs(r); !slices.Equal(got, []string{"192.0.2.250"}) || ttlOf(r) != 10 {
 		t.Errorf("fallback A: got %v ttl %d", got, ttlOf(r))
 	}
-	if got := addrs(query(t, s, "down-fallback.example.com.", dns.TypeAAAA, "")); !slices.Equal(got, []string{"2001:db8::250"}) {
+	if got := addrs(ask(t, s, "down-fallback.example.com.", dns.TypeAAAA, "")); !slices.Equal(got, []string{"2001:db8::250"}) {
 		t.Errorf("fallback AAAA: got %v", got)
 	}
 	// Recovery returns to the first choice with the primary TTL.
 	h.set(t, healthcheck.Up, "192.0.2.151")
-	r = query(t, s, "down-fallback.example.com.", dns.TypeA, "")
+	r = ask(t, s, "down-fallback.example.com.", dns.TypeA, "")
 	if got := addrs(r); !slices.Equal(got, []string{"192.0.2.151"}) || ttlOf(r) != 30 {
 		t.Errorf("recovered: got %v ttl %d", got, ttlOf(r))
 	}
@@ -308,11 +308,11 @@ func TestWhenAllDown(t *testing.T) {
 
 func TestUnknownCountsAsUp(t *testing.T) {
 	s, h := newTestSteer(t, policyZone)
-	if got := addrs(query(t, s, "fo.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.1", "192.0.2.2"}) {
+	if got := addrs(ask(t, s, "fo.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.1", "192.0.2.2"}) {
 		t.Errorf("cold start: %v", got)
 	}
 	h.set(t, healthcheck.Unknown, "192.0.2.1")
-	if got := addrs(query(t, s, "fo.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.1", "192.0.2.2"}) {
+	if got := addrs(ask(t, s, "fo.example.com.", dns.TypeA, "")); !slices.Equal(got, []string{"192.0.2.1", "192.0.2.2"}) {
 		t.Errorf("unknown: %v", got)
 	}
 }
@@ -322,8 +322,8 @@ func TestAnswersCounted(t *testing.T) {
 	ctr := answersTotal.WithLabelValues("example.com.", "fo", "failover")
 	before := counterValue(t, ctr)
 	h.set(t, healthcheck.Down, "192.0.2.1", "192.0.2.2", "2001:db8::1")
-	query(t, s, "fo.example.com.", dns.TypeA, "")
-	query(t, s, "fo.example.com.", dns.TypeA, "")
+	ask(t, s, "fo.example.com.", dns.TypeA, "")
+	ask(t, s, "fo.example.com.", dns.TypeA, "")
 	if got := counterValue(t, ctr) - before; got != 2 {
 		t.Errorf("failover answers counted %v, want 2", got)
 	}

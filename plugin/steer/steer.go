@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,27 +23,24 @@ import (
 
 var log = clog.NewWithPlugin(Name)
 
-// Health is the plugin's source of endpoint health: the targets to watch, their live status and
-// whether each has been checked once. The probe engine implements it; tests drive their own.
+// Health is the plugin's source of this node's observations: the targets to watch and what
+// their probes say. Targets are declared incrementally, so that a reload costs what changed. The probe engine implements it; tests drive their own.
 type Health interface {
-	// Sync declares every target the plugin serves now and returns their status cells, in
-	// order. Targets left out stop being probed.
-	Sync(targets []healthcheck.Target) []*healthcheck.Status
+	// Hold adds targets to those the plugin serves and returns their observations, in order.
+	// A target held already keeps its state.
+	Hold(targets []healthcheck.Target) []healthcheck.Observation
+	// Release drops the targets with these keys; they stop being probed unless another
+	// instance holds them.
+	Release(keys []string)
 	// Ready reports whether every target has been checked once.
 	Ready() bool
 	// Close releases every target.
 	Close()
 }
 
-// Transition is a change of an endpoint's state, as the health source reports it.
-type Transition struct {
-	Target   healthcheck.Target
-	From, To healthcheck.State
-	Reason   string
-}
-
-// HealthSource makes the Health of one plugin instance; onChange receives every transition.
-type HealthSource func(onChange func(Transition)) Health
+// HealthSource makes the Health of one plugin instance; onChange receives every state change
+// of a target it holds, in order for each target.
+type HealthSource func(onChange func(healthcheck.Change)) Health
 
 // Steer is the plugin.
 type Steer struct {
@@ -60,30 +56,38 @@ type Steer struct {
 	mu      sync.Mutex // serializes loads
 	loader  *zones.Loader
 	watcher *zones.Watcher
-	served  atomic.Pointer[served]
+
+	// pub serializes what makes a new snapshot: a load, a transition, an override. Held only
+	// while the next snapshot is built from the last, never during a load or a probe.
+	pub       sync.Mutex
+	slots     slotTable
+	overrides []*Override // every override set, active or expired
+	expiry    *time.Timer // republishes when the earliest override expires
+	snap      atomic.Pointer[snapshot]
 }
 
-// Reload timing: events are gathered for debounce before a load; a content hash is compared
-// every poll in case the file system's events got lost.
-const (
-	debounce = 100 * time.Millisecond
-	poll     = 5 * time.Second
-)
+// snapshot is what the query path reads, with one atomic load: the zones, their health view
+// and their per-service metrics, swapped whole.
+type snapshot struct {
+	set   *zones.Set
+	view  *View
+	zones map[*zones.Zone]*zoneServed
+}
 
-// served is what the query path reads: the zones and their per-service metrics, swapped whole.
-type served struct {
-	set     *zones.Set
+// zoneServed is what the plugin keeps for one served zone.
+type zoneServed struct {
+	// slots maps the zone's Targets to view slots.
+	slots   []int32
 	answers map[*zones.Service]*serviceCounters
-	holders map[string][]zoneRegion // target key -> the (zone, pool label) pairs that hold it
+	// regions lists, for each of the zone's Targets, the labels of the pools that hold it: the
+	// labels of its transitions.
+	regions [][]string
 }
-
-// zoneRegion labels a transition: the zone and the pool's region that hold the endpoint.
-type zoneRegion struct{ zone, region string }
 
 // New returns a plugin for cfg; Provision loads its policy files.
 func New(cfg Config) *Steer {
 	s := &Steer{cfg: cfg, Fall: cfg.Fall, loader: zones.NewLoader(cfg.Paths), randN: rand.IntN}
-	s.served.Store(&served{set: nil})
+	s.snap.Store(&snapshot{view: &View{}, zones: map[*zones.Zone]*zoneServed{}})
 	return s
 }
 
@@ -123,7 +127,7 @@ func (s *Steer) Reload() {
 	}
 	// The files' states are part of the set (metrics read them), so a change of those alone is
 	// published too; a load that changed nothing is not.
-	if res.Changed || res.Reloads > 0 || !sameFiles(s.served.Load().set, res.Set) {
+	if res.Changed || res.Reloads > 0 || !sameFiles(s.snap.Load().set, res.Set) {
 		s.publish(res.Set)
 	}
 	recordLoad(res)
@@ -144,63 +148,21 @@ func sameFiles(a, b *zones.Set) bool {
 	return true
 }
 
-// publish binds health to the zones of set and swaps them in.
-func (s *Steer) publish(set *zones.Set) {
-	old := s.served.Load()
-	var targets []healthcheck.Target
-	seen := map[string]bool{}
-	for _, z := range set.Zones() {
-		for _, t := range z.Targets {
-			if !seen[t.Key] {
-				seen[t.Key] = true
-				targets = append(targets, t)
-			}
-		}
-	}
-	statuses := s.health.Sync(targets)
-	byKey := make(map[string]*healthcheck.Status, len(targets))
-	for i, t := range targets {
-		byKey[t.Key] = statuses[i]
-	}
-	next := &served{set: set, answers: map[*zones.Service]*serviceCounters{}, holders: map[string][]zoneRegion{}}
-	for _, z := range set.Zones() {
-		fresh := old.set == nil || old.set.Zone(z.Origin) != z
-		if fresh {
-			z.Bind(func(t healthcheck.Target) *healthcheck.Status { return byKey[t.Key] })
-		}
-		for _, svc := range z.Services {
-			for _, p := range svc.Pools {
-				for _, ep := range p.Endpoints {
-					if ep.Target != nil {
-						zr := zoneRegion{z.Origin, p.Label}
-						if hs := next.holders[ep.Target.Key]; !slices.Contains(hs, zr) {
-							next.holders[ep.Target.Key] = append(hs, zr)
-						}
-					}
-				}
-			}
-			if c := old.answers[svc]; c != nil && !fresh {
-				next.answers[svc] = c
-				continue
-			}
-			next.answers[svc] = newServiceCounters(z, svc)
-		}
-	}
-	s.served.Store(next)
-}
-
 // Set returns the zones served now.
-func (s *Steer) Set() *zones.Set { return s.served.Load().set }
+func (s *Steer) Set() *zones.Set { return s.snap.Load().set }
+
+// View returns the health view served now.
+func (s *Steer) View() *View { return s.snap.Load().view }
 
 // OnStartup subscribes to health, serves the zones loaded by Provision and starts watching
 // the policy files. It runs before the servers listen.
 func (s *Steer) OnStartup() error {
 	s.mu.Lock()
-	s.health = s.source(s.transition)
+	s.health = s.source(s.observe)
 	s.publish(s.initial.Set)
 	recordLoad(s.initial)
 	s.mu.Unlock()
-	w, err := zones.NewWatcher(s.cfg.Paths, debounce, poll, s.Reload)
+	w, err := zones.NewWatcher(s.cfg.Paths, zones.DefaultDebounce, zones.DefaultPoll, s.Reload)
 	if err != nil {
 		return fmt.Errorf("watching policy files: %w", err)
 	}
@@ -222,6 +184,11 @@ func (s *Steer) OnShutdown() error {
 	if s.health != nil {
 		s.health.Close()
 	}
+	s.pub.Lock()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.pub.Unlock()
 	return nil
 }
 
@@ -240,8 +207,8 @@ func (s *Steer) Name() string { return Name }
 func (s *Steer) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	state := request.Request{W: w, Req: r}
 	qname := state.Name()
-	sv := s.served.Load()
-	z := sv.set.Match(qname)
+	sn := s.snap.Load()
+	z := sn.set.Match(qname)
 	if z == nil {
 		if s.Next != nil && s.Fall.Through(qname) {
 			return plugin.NextOrFailure(s.Name(), s.Next, ctx, w, r)
@@ -255,10 +222,12 @@ func (s *Steer) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 	if qtype == dns.TypeAXFR || qtype == dns.TypeIXFR {
 		return dns.RcodeRefused, nil
 	}
+	zs := sn.zones[z]
+	q := query{state: state, zone: z, served: zs, health: zoneHealth{v: sn.view, slots: zs.slots}, randN: s.randN}
 	if svc := z.Services[qname]; svc != nil {
-		return s.serveService(ctx, w, r, state, z, svc, sv.answers[svc])
+		return s.serveService(ctx, w, r, &q, svc)
 	}
-	return s.serveStatic(ctx, w, r, state, z, sv)
+	return s.serveStatic(ctx, w, r, &q)
 }
 
 var _ plugin.Handler = (*Steer)(nil)

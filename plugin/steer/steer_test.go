@@ -9,9 +9,9 @@ import (
 // changed file, or a file that turns bad, publishes a new one.
 func TestReloadPublishesChangesOnly(t *testing.T) {
 	s, _ := newTestSteer(t, policyZone)
-	before := s.served.Load()
+	before := s.snap.Load()
 	s.Reload()
-	if s.served.Load() != before {
+	if s.snap.Load() != before {
 		t.Error("a reload with nothing changed published anew")
 	}
 	path := s.cfg.Paths[0]
@@ -19,7 +19,7 @@ func TestReloadPublishesChangesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Reload()
-	after := s.served.Load()
+	after := s.snap.Load()
 	if after == before || after.set.Zone("example.com.").Service("extra.example.com.") == nil {
 		t.Fatal("a changed file was not published")
 	}
@@ -27,7 +27,7 @@ func TestReloadPublishesChangesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Reload()
-	bad := s.served.Load()
+	bad := s.snap.Load()
 	if bad == after || bad.set.Files[0].Err == nil {
 		t.Fatal("a file that turned bad was not published in error")
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/steerdns/steerdns/healthcheck"
-	steer "github.com/steerdns/steerdns/plugin"
+	"github.com/steerdns/steerdns/plugin/steer"
 	"github.com/steerdns/steerdns/zones"
 )
 
@@ -49,15 +49,12 @@ func hugePolicy(n int, check bool) []byte {
 // idle is a Health that probes nothing: every target stays unknown (counted as up).
 type idle struct{}
 
-func (idle) Sync(ts []healthcheck.Target) []*healthcheck.Status {
-	out := make([]*healthcheck.Status, len(ts))
-	for i := range out {
-		out[i] = healthcheck.NewStatus(healthcheck.Unknown)
-	}
-	return out
+func (idle) Hold(ts []healthcheck.Target) []healthcheck.Observation {
+	return make([]healthcheck.Observation, len(ts))
 }
-func (idle) Ready() bool { return true }
-func (idle) Close()      {}
+func (idle) Release([]string) {}
+func (idle) Ready() bool      { return true }
+func (idle) Close()           {}
 
 // TestHugeZone loads 100,000 services (STEER_BIG=1; STEER_BIG_SERVICES=N for another size,
 // STEER_BIG_CHECKS=1 for a check per service) the way the server does at start-up and reports
@@ -89,10 +86,10 @@ func TestHugeZone(t *testing.T) {
 
 	start := time.Now()
 	s := steer.New(steer.Config{Paths: []string{path}})
-	if err := s.Provision(func(func(steer.Transition)) steer.Health { return idle{} }); err != nil {
+	if err := s.Provision(func(func(healthcheck.Change)) steer.Health { return idle{} }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.OnStartup(); err != nil { // publishes: binds health, resolves the metrics
+	if err := s.OnStartup(); err != nil { // publishes: numbers the targets, builds the view, resolves the metrics
 		t.Fatal(err)
 	}
 	defer s.OnShutdown()

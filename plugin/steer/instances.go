@@ -1,0 +1,107 @@
+package steer
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// instances lists the running plugin instances, newest first, for the gauges of health
+// state, which are read from the served zones at scrape time.
+var instances = &registry{}
+
+type registry struct {
+	mu   sync.Mutex
+	list []*Steer
+	once sync.Once
+}
+
+func (r *registry) add(s *Steer) {
+	r.once.Do(func() { prometheus.MustRegister(r) })
+	r.mu.Lock()
+	r.list = append([]*Steer{s}, r.list...)
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(s *Steer) {
+	r.mu.Lock()
+	r.list = slices.DeleteFunc(r.list, func(x *Steer) bool { return x == s })
+	r.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (r *registry) Describe(ch chan<- *prometheus.Desc) {
+	ch <- endpointUpDesc
+	ch <- poolHealthyDesc
+	ch <- policyFilesDesc
+}
+
+// Collect implements prometheus.Collector. During a Corefile reload two instances may serve
+// the same zone; the newest one's values are reported.
+func (r *registry) Collect(ch chan<- prometheus.Metric) {
+	r.mu.Lock()
+	list := slices.Clone(r.list)
+	r.mu.Unlock()
+	seen := map[string]bool{}
+	// A label set is reported once: the same address may stand in two pools of one region.
+	emitted := map[string]bool{}
+	emit := func(desc *prometheus.Desc, v float64, labels ...string) {
+		key := strings.Join(labels, "\x00")
+		if desc == endpointUpDesc {
+			key = "e\x00" + key
+		}
+		if emitted[key] {
+			return
+		}
+		emitted[key] = true
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	files := map[string]float64{"loaded": 0, "error": 0}
+	seenFile := map[string]bool{}
+	for _, s := range list {
+		sn := s.snap.Load()
+		set := sn.set
+		if set == nil {
+			continue
+		}
+		for _, f := range set.Files {
+			if seenFile[f.Path] {
+				continue
+			}
+			seenFile[f.Path] = true
+			if f.Err != nil {
+				files["error"]++
+			} else {
+				files["loaded"]++
+			}
+		}
+		for _, z := range set.Zones() {
+			if seen[z.Origin] {
+				continue
+			}
+			seen[z.Origin] = true
+			h := zoneHealth{v: sn.view, slots: sn.zones[z].slots}
+			for _, svc := range z.Services {
+				name := z.Relative(svc.Name)
+				for _, p := range svc.Pools {
+					emit(poolHealthyDesc, b2f(h.healthy(p)), z.Origin, name, p.Label)
+					for _, ep := range p.Endpoints {
+						emit(endpointUpDesc, b2f(h.up(p, ep)), z.Origin, name, p.Label, ep.Address)
+					}
+				}
+			}
+		}
+	}
+	for state, n := range files {
+		ch <- prometheus.MustNewConstMetric(policyFilesDesc, prometheus.GaugeValue, n, state)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
