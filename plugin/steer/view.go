@@ -347,10 +347,19 @@ type zoneHealth struct {
 
 // state returns the effective state of ep in pool p.
 func (h zoneHealth) state(p *zones.Pool, ep *zones.Endpoint) State {
-	if o := h.v.overrides; o != nil {
-		if x := o.find(p, ep); x != nil {
-			return x.State()
-		}
+	if h.v.overrides != nil {
+		return h.overridden(p, ep)
+	}
+	if ep.Target == zones.NoTarget {
+		return StateUp
+	}
+	return h.v.state.at(h.slots[ep.Target])
+}
+
+// overridden is state when some override is active; apart, so that state inlines.
+func (h zoneHealth) overridden(p *zones.Pool, ep *zones.Endpoint) State {
+	if x := h.v.overrides.find(p, ep); x != nil {
+		return x.State()
 	}
 	if ep.Target == zones.NoTarget {
 		return StateUp
