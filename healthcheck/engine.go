@@ -13,23 +13,31 @@ type Options struct {
 	// OnResult, when not nil, is called after every probe with the check type, the probe's
 	// duration and its failure reason ("" when it passed). It feeds metrics and must not block.
 	OnResult func(checkType string, d time.Duration, reason string)
-	// MaxInFlight bounds the number of probes running at once. Default 1024.
+	// MaxInFlight, when positive, bounds the number of probes running at once below what the
+	// targets need. Default: what they need (see Capacity), within the file descriptor limit and
+	// the Go memory limit.
 	MaxInFlight int
 	// Logf, when not nil, logs one line per state change of a target, except the first
-	// unknown -> up (a target found up at start-up is not news). Nothing is logged per probe.
+	// unknown -> up (a target found up at start-up is not news), and one line when a limit
+	// starts holding probes back (at most once a minute) and when it stops. Nothing is logged
+	// per probe.
 	Logf func(format string, args ...any)
-}
+	// OnLimit, when not nil, is called when a limit (file descriptors, the Go memory limit or
+	// MaxInFlight) starts holding probes back, with Capacity.Limit naming it, and when no probe
+	// has been held back for a second, with Capacity.Limit empty. It is called from the
+	// scheduler and must not block. Engine.Capacity gives the same figures at any time.
+	OnLimit func(Capacity)
 
-// DefaultMaxInFlight is the default of Options.MaxInFlight.
-const DefaultMaxInFlight = 1024
+	fdLimit int // tests: the file descriptor limit, instead of RLIMIT_NOFILE
+}
 
 // Engine probes targets on a schedule and keeps the state of each. Targets are shared: a
 // (check, address) pair that several subscriptions hold is probed once.
 //
-// One goroutine keeps the schedule, a min-heap of due times. Probes run in at most MaxInFlight
+// One goroutine keeps the schedule, a min-heap of due times. Probes run in at most Capacity.Max
 // goroutines, each of which takes the targets that are due one after another and ends when none
 // is. No goroutine waits for a target's next turn, so between probes an engine has one
-// goroutine, however many targets it holds.
+// goroutine, however many targets it holds, and as many more as probes in flight.
 type Engine struct {
 	opts   Options
 	ctx    context.Context // ends when the engine closes; cancels running probes
@@ -43,6 +51,19 @@ type Engine struct {
 	inFlight int
 	closed   bool
 	stats    Stats
+
+	// The bound on probes in flight (capacity.go).
+	shares   int64        // the sum of the targets' shares of a probe slot
+	max      int          // the bound on probes in flight
+	maxLimit string       // the limit that lowered max, or ""
+	fds      int64        // the file descriptors the process's probes may hold
+	keepFDs  atomic.Int64 // a connection is kept while the probes hold fewer file descriptors
+	memSlots int          // the probes in flight the Go memory limit allows; 0 without one
+	limit    string       // the limit holding probes back, or ""
+	heldAt   time.Time    // when limit last held a probe back
+
+	loggedAt time.Time // when a limit was last logged; the scheduler's
+	logged   bool      // a limit was logged and its end not yet
 }
 
 // entry is one probed target.
@@ -54,7 +75,8 @@ type entry struct {
 	index   int       // in the queue; -1 while the target is being probed, or when it is gone
 	gone    bool      // no subscription holds it any more
 	hys     hysteresis
-	keep    keeper // the connection its HTTP probes reuse; used by its probe, or under the lock while queued
+	share   int64  // its share of a probe slot now (see share)
+	keep    keeper // the connection its HTTP and gRPC probes reuse; used by its probe, or under the lock while queued
 }
 
 // Change is a state change of a target.
@@ -73,10 +95,9 @@ type Change struct {
 
 // NewEngine returns a running engine. Close stops it.
 func NewEngine(o Options) *Engine {
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = DefaultMaxInFlight
-	}
 	e := &Engine{opts: o, wake: make(chan struct{}, 1), targets: make(map[string]*entry)}
+	e.refreshLimits()
+	e.rebound()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
 	go e.run()
@@ -235,6 +256,7 @@ func (s *Subscription) Release(keys []string) {
 			e.release(ent, s)
 		}
 	}
+	e.rebound()
 }
 
 // add makes the entry of a new target. e.mu is held.
@@ -243,15 +265,19 @@ func (e *Engine) add(t Target) *entry {
 	// Callers validate; this only keeps a bad config from spinning the scheduler.
 	t.Config.Interval = max(t.Config.Interval, MinInterval)
 	t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
-	ent := &entry{target: t, status: NewStatus(Unknown), index: -1}
+	ent := &entry{target: t, status: NewStatus(Unknown), index: -1, share: share(t.Config, false)}
+	ent.keep.room = &e.keepFDs
 	e.targets[t.Key] = ent
+	e.shares += ent.share
 	e.stats.Started++
 	return ent
 }
 
 // start queues the first probes of fresh targets, spread over min(interval, 10ms × their
-// number). e.mu is held.
+// number), and bounds the probes in flight anew. e.mu is held.
 func (e *Engine) start(fresh []*entry) {
+	e.refreshLimits()
+	e.rebound()
 	now := time.Now()
 	spread := time.Duration(len(fresh)) * startSpacing
 	for _, ent := range fresh {
@@ -282,6 +308,7 @@ func (s *Subscription) Close() {
 		for _, ent := range s.held {
 			e.release(ent, s)
 		}
+		e.rebound()
 	}
 	s.held = nil
 	e.mu.Unlock()
@@ -315,6 +342,7 @@ func (e *Engine) release(ent *entry, s *Subscription) {
 	}
 	e.stats.Stopped++
 	ent.gone = true
+	e.shares -= ent.share
 	delete(e.targets, ent.target.Key)
 	if ent.index >= 0 { // queued; a target being probed closes its connection when the probe ends
 		e.queue.remove(ent.index)

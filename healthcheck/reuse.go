@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -31,8 +30,10 @@ import (
 //
 // A connection is kept only after a probe that passed, when the response allows it (HTTP/1.1
 // without "Connection: close", a body that ended within 64 KiB and nothing after it), and while
-// fewer than half of the process's file descriptor limit are kept (so that a low limit never takes
-// descriptors from the DNS server). Probe, the function, never reuses: every call is on its own.
+// the probes, in flight and kept, hold less than seven eighths of their file descriptors (three
+// quarters of the process's limit; see capacity.go): kept connections give way to probes in
+// flight, and a low limit never takes descriptors from the DNS server. Probe, the function, never
+// reuses: every call is on its own.
 
 // MaxConnAge is the age after which a probe connection is closed rather than reused.
 const MaxConnAge = 30 * time.Second
@@ -54,6 +55,7 @@ type keeper struct {
 	idle *probeConn
 	req  *http.Request // the target's request, made at its first probe
 	wire []byte        // req, encoded
+	room *atomic.Int64 // a connection is kept while the probes hold fewer file descriptors; nil: keepFDs()
 }
 
 // take returns the idle connection, or nil when there is none (or no keeper) or it is too old
@@ -76,19 +78,23 @@ func (k *keeper) take(now time.Time) *probeConn {
 // a keeper, it is closed.
 func (k *keeper) done(c *probeConn, keep bool) {
 	if keep && k != nil {
-		k.put(c, keepBudget())
+		budget := keepFDs()
+		if k.room != nil {
+			budget = k.room.Load()
+		}
+		k.put(c, budget)
 		return
 	}
 	c.close()
 }
 
-// put keeps c for the next probe, or closes it when the process keeps budget idle connections
-// already (keepBudget()).
+// put keeps c for the next probe, or closes it when the process's probes, in flight and kept,
+// hold budget file descriptors already.
 func (k *keeper) put(c *probeConn, budget int64) {
 	if k.idle != nil { // not reached: take empties it first
 		k.close()
 	}
-	if keptConns.Add(1) > budget {
+	if keptConns.Add(1)+probing.Load() > budget {
 		keptConns.Add(-1)
 		c.close()
 		return
@@ -108,15 +114,11 @@ func (k *keeper) close() {
 // keptConns counts the idle probe connections of the process.
 var keptConns atomic.Int64
 
-// keepBudget is the most idle probe connections the process keeps: half of its file descriptor
-// limit (Go raises the soft limit to the hard one at start-up), so that the DNS server's own
-// sockets never run short because of them.
-var keepBudget = sync.OnceValue(func() int64 {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
-		return 0
-	}
-	return int64(min(rl.Cur/2, 1<<30))
+// keepFDs is the budget of put for a keeper of no engine: seven eighths of the probes' file
+// descriptors, as an engine's.
+var keepFDs = sync.OnceValue(func() int64 {
+	fds := int64(fdLimit()) / 4 * 3
+	return fds - fds/8
 })
 
 // arm bounds every read and write of conn by ctx: its deadline, and its end. The returned func

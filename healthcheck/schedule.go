@@ -10,8 +10,12 @@ import (
 // and no probe is early by more than this.
 const slack = time.Millisecond
 
-// run is the scheduler: it starts the probes that are due, within MaxInFlight, and sleeps until
-// the next one is due or it is nudged.
+// fdRetry is how often the scheduler looks again while file descriptors hold probes back: the
+// probes of other engines free them without a nudge.
+const fdRetry = 10 * time.Millisecond
+
+// run is the scheduler: it starts the probes that are due, within the bound on probes in flight
+// and the file descriptors left, and sleeps until the next one is due or it is nudged.
 func (e *Engine) run() {
 	defer e.wg.Done()
 	timer := time.NewTimer(time.Hour)
@@ -23,20 +27,37 @@ func (e *Engine) run() {
 			return
 		}
 		now := time.Now()
-		for e.inFlight < e.opts.MaxInFlight {
-			ent := e.due(now)
-			if ent == nil {
+		fdsHeld := false
+		for e.inFlight < e.max {
+			var ent *entry
+			if ent, fdsHeld = e.due(now); ent == nil {
 				break
 			}
 			e.inFlight++
 			e.wg.Add(1)
 			go e.work(ent)
 		}
-		wait := time.Duration(-1)
-		if e.inFlight < e.opts.MaxInFlight && len(e.queue) > 0 {
+		var report *Capacity
+		switch {
+		case fdsHeld:
+			report = e.held(LimitFDs, now)
+		case e.inFlight >= e.max && e.maxLimit != "" && e.isDue(now):
+			report = e.held(e.maxLimit, now)
+		default:
+			report = e.unheld(now)
+		}
+		wait := time.Duration(-1) // until nudged: a slot that frees nudges
+		switch {
+		case fdsHeld:
+			wait = fdRetry
+		case e.inFlight < e.max && len(e.queue) > 0:
 			wait = e.queue[0].due.Sub(now)
 		}
+		if e.limit != "" && (wait < 0 || wait > limitQuiet) {
+			wait = limitQuiet // to see the limit end
+		}
 		e.mu.Unlock()
+		e.report(report, now)
 
 		if wait >= 0 {
 			timer.Reset(wait)
@@ -52,13 +73,35 @@ func (e *Engine) run() {
 	}
 }
 
-// due takes the first target of the queue if it is due at now (give or take slack), or
-// returns nil. e.mu is held.
-func (e *Engine) due(now time.Time) *entry {
-	if len(e.queue) == 0 || e.queue[0].due.After(now.Add(slack)) {
-		return nil
+// isDue reports whether the first target of the queue is due at now (give or take slack).
+// e.mu is held.
+func (e *Engine) isDue(now time.Time) bool {
+	return len(e.queue) > 0 && !e.queue[0].due.After(now.Add(slack))
+}
+
+// due takes the first target of the queue if it is due at now (give or take slack) and a probe
+// of it can have a file descriptor: it has a connection kept, or the process's probes hold fewer
+// than the engine's share. Otherwise it returns nil, and fdsHeld says whether a due target waits
+// for a file descriptor. e.mu is held.
+func (e *Engine) due(now time.Time) (ent *entry, fdsHeld bool) {
+	if !e.isDue(now) {
+		return nil, false
 	}
-	return heap.Pop(&e.queue).(*entry)
+	if e.queue[0].keep.idle == nil && fdsInUse() >= e.fds {
+		return nil, true
+	}
+	probing.Add(1)
+	return heap.Pop(&e.queue).(*entry), false
+}
+
+// rebound sets the bound on probes in flight from the targets' shares, and nudges the scheduler
+// when it rose. e.mu is held.
+func (e *Engine) rebound() {
+	old := e.max
+	e.max, e.maxLimit = e.bound(len(e.targets), e.shares)
+	if e.max > old {
+		e.nudge()
+	}
 }
 
 // nudge wakes the scheduler up.
@@ -92,6 +135,7 @@ func (e *Engine) probe(ent *entry) *entry {
 	t := ent.target
 	start := time.Now()
 	res := probeWith(e.ctx, t, &ent.keep)
+	probing.Add(-1)
 	if e.ctx.Err() != nil {
 		ent.keep.close()
 		return nil // closing: the result means nothing
@@ -125,6 +169,11 @@ func (e *Engine) probe(ent *entry) *entry {
 	interval := t.Config.Interval
 	if pending {
 		interval = t.Config.FastInterval
+	}
+	if sh := share(t.Config, pending); sh != ent.share {
+		e.shares += sh - ent.share
+		ent.share = sh
+		e.rebound()
 	}
 	// Intervals run from start to start, so that a state changes within the bounds of the
 	// documentation; a slow probe delays the next one, never overlaps it.
@@ -163,13 +212,15 @@ func (e *Engine) probe(ent *entry) *entry {
 // next returns a target that is due at now, keeping the probe slot for it, or gives the slot
 // back and returns nil. e.mu is held.
 func (e *Engine) next(now time.Time) *entry {
-	if !e.closed {
-		if ent := e.due(now); ent != nil {
+	fdsHeld := false
+	if !e.closed && e.inFlight <= e.max {
+		var ent *entry
+		if ent, fdsHeld = e.due(now); ent != nil {
 			return ent
 		}
 	}
-	if e.inFlight == e.opts.MaxInFlight {
-		e.nudge() // the scheduler stopped starting probes at the limit
+	if e.inFlight >= e.max || fdsHeld {
+		e.nudge() // the scheduler stopped starting probes at the bound, or tells of the limit
 	}
 	e.inFlight--
 	return nil

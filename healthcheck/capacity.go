@@ -1,0 +1,198 @@
+package healthcheck
+
+import (
+	"math"
+	"runtime/debug"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// How many probes run at once.
+//
+// A probe holds a goroutine, a socket and some memory from its start to its end, and for a target
+// that hangs that is its whole timeout. So the probes in flight that a set of targets can need at
+// once is the sum over the targets of timeout / interval (fast_interval while a change is
+// pending; at most one per target, which never has two probes in flight): Little's law, with
+// every probe taking its whole timeout. The engine keeps that sum, Need, up to date as targets
+// come, go and change, and bounds the probes in flight at Need and a quarter, and 16 more, so that
+// due times that bunch up never hold a probe back: the bound follows the work. A constant does
+// not: 1,024 probes of 2s allow 512 probes/s, against the 4,000/s of 20,000 hanging targets at
+// 5s, and every target, hanging or not, then waited ~30s for its turn instead of 5s.
+//
+// Two real limits can cap it. File descriptors: the probes, in flight and kept idle between
+// probes (see MaxConnAge), hold at most three quarters of the process's limit (RLIMIT_NOFILE, which
+// Go raises to its hard limit at start-up), so that a quarter is always left to the DNS server's
+// own sockets; a connection is kept for the next probe only while an eighth of that is free, so
+// that kept connections give way to probes. Memory: with a Go memory limit (GOMEMLIMIT), the
+// probes in flight take at most a quarter of it, at probeMemory each. When either holds probes
+// back, the engine logs it (Options.Logf), calls Options.OnLimit, and Engine.Capacity says so.
+// The probes still start in the order they are due, so every target's probes are late alike (each
+// interval stretched by the same wait) and none is starved.
+
+// Capacity is what bounds the engine's probes in flight, and how they stand. Engine.Capacity
+// returns it.
+type Capacity struct {
+	// InFlight is the number of probes running.
+	InFlight int
+	// Need is the most probes the targets can need in flight at once: the sum over them of
+	// timeout / interval (fast_interval while a change is pending), rounded up.
+	Need int
+	// Max bounds the probes in flight: Need and a quarter, and 16 more, at most one per target;
+	// lower when Options.MaxInFlight or the Go memory limit says so.
+	Max int
+	// FDs is how many file descriptors the process's probes may hold, in flight and kept idle:
+	// three quarters of RLIMIT_NOFILE. FDsInUse is how many they hold (the process's, over every
+	// engine).
+	FDs, FDsInUse int
+	// Limit names what holds probes back, or was last seen to in the past second: "" (nothing),
+	// LimitFDs, LimitMemory or LimitOption.
+	Limit string
+	// Late is how long the next probe to start is overdue, while a limit holds it back.
+	Late time.Duration
+}
+
+// Limits that can hold probes back (Capacity.Limit).
+const (
+	LimitFDs    = "file descriptors" // the probes hold three quarters of RLIMIT_NOFILE
+	LimitMemory = "memory"           // Max is lowered by the Go memory limit (GOMEMLIMIT)
+	LimitOption = "MaxInFlight"      // Max is lowered by Options.MaxInFlight
+)
+
+const (
+	// unit is the fixed point of a target's share of a probe slot: unit is one slot.
+	unit = 1 << 20
+	// extraSlots are added to Need and a quarter in the bound on probes in flight.
+	extraSlots = 16
+	// probeMemory is what one probe in flight is reckoned to cost against the Go memory limit:
+	// its goroutine's stack, the socket's buffers in the runtime, a response buffer.
+	probeMemory = 32 << 10
+	// limitQuiet is how long no probe must have been held back before a limit is over.
+	limitQuiet = time.Second
+	// logEvery is how often, at most, the engine logs that a limit holds probes back.
+	logEvery = time.Minute
+)
+
+// share returns the share of a probe slot that a target of config c needs: its timeout over the
+// time between two of its probes, at most 1, in units of unit.
+func share(c Config, pending bool) int64 {
+	gap := c.Interval
+	if pending {
+		gap = c.FastInterval
+	}
+	if gap <= 0 || c.Timeout >= gap {
+		return unit
+	}
+	return (int64(c.Timeout)*unit + int64(gap) - 1) / int64(gap) // a timeout of an hour still fits
+}
+
+// need returns the probes in flight that a sum of shares needs.
+func need(shares int64) int { return int((shares + unit - 1) / unit) }
+
+// bound returns the bound on probes in flight for n targets whose shares add up to shares, and
+// the limit that lowered it ("" for none). e.mu is held.
+func (e *Engine) bound(n int, shares int64) (int, string) {
+	b := min(n, need(shares)+need(shares)/4+extraSlots)
+	b = max(b, 1)
+	limit := ""
+	if o := e.opts.MaxInFlight; o > 0 && o < b {
+		b, limit = o, LimitOption
+	}
+	if m := e.memSlots; m > 0 && m < b {
+		b, limit = m, LimitMemory
+	}
+	return b, limit
+}
+
+// refreshLimits reads the file descriptor and memory limits again. e.mu is held.
+func (e *Engine) refreshLimits() {
+	n := e.opts.fdLimit
+	if n == 0 {
+		n = fdLimit()
+	}
+	e.fds = int64(n) / 4 * 3
+	e.keepFDs.Store(e.fds - e.fds/8)
+	e.memSlots = 0
+	if m := debug.SetMemoryLimit(-1); m > 0 && m < math.MaxInt64 {
+		e.memSlots = max(1, int(m/4/probeMemory))
+	}
+}
+
+// fdLimit returns the process's file descriptor limit, or a large number when it has none.
+func fdLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 || rl.Cur > 1<<30 {
+		return 1 << 30
+	}
+	return int(rl.Cur)
+}
+
+// probing counts the probes in flight of the process, over every engine; with keptConns, the
+// file descriptors that probes hold.
+var probing atomic.Int64
+
+// fdsInUse returns the file descriptors that the process's probes hold: at most one per probe in
+// flight and one per kept connection.
+func fdsInUse() int64 { return probing.Load() + keptConns.Load() }
+
+// Capacity returns the engine's bound on probes in flight and how they stand.
+func (e *Engine) Capacity() Capacity {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse()), Limit: e.limit}
+	if e.limit != "" && len(e.queue) > 0 {
+		c.Late = max(0, time.Since(e.queue[0].due))
+	}
+	return c
+}
+
+// held records that limit holds the due probes back at now, and returns the Capacity to report
+// when that starts a limited spell. e.mu is held.
+func (e *Engine) held(limit string, now time.Time) (report *Capacity) {
+	e.heldAt = now
+	if e.limit == limit {
+		return nil
+	}
+	e.limit = limit
+	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse()), Limit: limit}
+	return &c
+}
+
+// unheld ends a limited spell once no probe was held back for limitQuiet, and returns the
+// Capacity to report when it did. e.mu is held.
+func (e *Engine) unheld(now time.Time) (report *Capacity) {
+	if e.limit == "" || now.Sub(e.heldAt) < limitQuiet {
+		return nil
+	}
+	e.limit = ""
+	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse())}
+	return &c
+}
+
+// report tells of a limited spell starting or ending: to OnLimit, and once in logEvery to Logf.
+// Only the scheduler calls it, without e.mu.
+func (e *Engine) report(c *Capacity, now time.Time) {
+	if c == nil {
+		return
+	}
+	if e.opts.OnLimit != nil {
+		e.opts.OnLimit(*c)
+	}
+	if e.opts.Logf == nil {
+		return
+	}
+	switch {
+	case c.Limit != "" && now.Sub(e.loggedAt) >= logEvery:
+		e.loggedAt, e.logged = now, true
+		what := map[string]string{
+			LimitFDs:    "the probes hold three quarters of the file descriptor limit (RLIMIT_NOFILE); raise it (LimitNOFILE)",
+			LimitMemory: "the Go memory limit (GOMEMLIMIT) allows no more; raise it",
+			LimitOption: "Options.MaxInFlight allows no more",
+		}[c.Limit]
+		e.opts.Logf("health checks: probes wait for %s: %d in flight of %d needed at most, %d of %d file descriptors in use: %s; "+
+			"every target's probes run late alike", c.Limit, c.InFlight, c.Need, c.FDsInUse, c.FDs, what)
+	case c.Limit == "" && e.logged:
+		e.logged = false
+		e.opts.Logf("health checks: probes no longer wait: %d in flight, %d needed at most", c.InFlight, c.Need)
+	}
+}
