@@ -22,6 +22,10 @@ type Zone struct {
 	NegSOA   []dns.RR            // the SOA for negative answers, TTL min(SOA TTL, minttl)
 	Services map[string]*Service // by fully qualified, lower-case name
 	Targets  []healthcheck.Target
+	// Networks maps client prefixes to regions; nil when the file has no networks.
+	Networks *Networks
+	// RegionAt holds each region's location (UnitVector), for regions that have one.
+	RegionAt map[string][3]float64
 }
 
 // Service is a compiled steered name.
@@ -35,6 +39,11 @@ type Service struct {
 	// NodataSOA is the authority of a when_all_down: nodata answer: the negative SOA with a
 	// TTL of at most degraded_ttl, so that resolvers ask again soon.
 	NodataSOA []dns.RR
+	// Geo places the pools of a geo or nearest service; nil for the other policies.
+	Geo *GeoPools
+	// UniformWeights is true when every endpoint of the service has the same weight, so that
+	// max_answers draws without weighing.
+	UniformWeights bool
 }
 
 // Family indexes of the prepared answers.
@@ -56,6 +65,10 @@ type Pool struct {
 	Weight     int
 	MinHealthy int  // endpoints that must be up for the pool to be healthy
 	CNAME      bool // endpoints are names, answered as CNAME
+	// Location is the region's location as a unit vector (UnitVector); HasLocation says
+	// whether the region has one.
+	Location    [3]float64
+	HasLocation bool
 	Endpoints  []*Endpoint
 	// All holds, per TTL kind and family, the answer when every endpoint of that family is up.
 	All [2][2][]dns.RR
@@ -109,6 +122,8 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 		st.Insert(dns.Copy(rr))
 	}
 	z.Static = st
+	z.Networks = compileNetworks(pf.Networks)
+	z.RegionAt = regionLocations(pf.Regions)
 
 	// Services are built on every core, each on its own: at 100,000 services (500,000
 	// endpoints and a million answer records) building them was most of Compile. Meanwhile one
@@ -123,7 +138,7 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	}()
 	inParallel(len(pf.Services), 512, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			services[i] = compileService(pf.Services[i], neg)
+			services[i] = compileService(pf.Services[i], pf.Regions, neg)
 		}
 	})
 	<-placed
@@ -165,19 +180,31 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	return z
 }
 
-// compileService builds one service, all but the targets of its endpoints. It reads only s
-// and neg, so that services compile in parallel.
-func compileService(s *ServiceSpec, neg *dns.SOA) *Service {
-	cs := &Service{ServiceSpec: s, Pools: make([]*Pool, 0, len(s.Pools))}
+// compileService builds one service, all but the targets of its endpoints. It reads only s,
+// regions and neg, so that services compile in parallel.
+func compileService(s *ServiceSpec, regions map[string]*Region, neg *dns.SOA) *Service {
+	cs := &Service{ServiceSpec: s, Pools: make([]*Pool, 0, len(s.Pools)), UniformWeights: true}
+	if s.Policy == Geo || s.Policy == Nearest {
+		cs.Geo = compileGeo(s, regions)
+	}
+	weight := 0
 	for i, ps := range s.Pools {
 		p := &Pool{Region: ps.Region, Label: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints)),
 			Endpoints: make([]*Endpoint, 0, len(ps.Endpoints))}
 		if p.Label == "" {
 			p.Label = fmt.Sprintf("pools[%d]", i)
 		}
+		if r := regions[ps.Region]; r != nil && r.Location != nil {
+			p.Location, p.HasLocation = UnitVector(r.Location[0], r.Location[1]), true
+		}
 		cs.TotalWeight += ps.Weight
 		for _, es := range ps.Endpoints {
 			ep := &Endpoint{Address: es.Address, Weight: es.Weight, Check: es.Check, Target: NoTarget}
+			if weight == 0 {
+				weight = es.Weight
+			} else if es.Weight != weight {
+				cs.UniformWeights = false
+			}
 			for kind, ttl := range [2]uint32{s.TTL, s.DegradedTTL} {
 				hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: ttl}
 				ep.RR[kind] = addressRR(hdr, es)

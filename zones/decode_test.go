@@ -289,28 +289,36 @@ services:
     pools:
       - endpoints: [192.0.2.10]
 `, []string{`:5: services.www.policy: "round-robin" is not a policy (failover, weighted, geo, nearest, multivalue)`}},
-	{"policy-geo", `zone: example.com.
+	{"geo-region-without-place", `zone: example.com.
 ns: [ns1.example.com.]
 regions:
-  us-east: {continent: NA}
+  us-east: {location: [38.9, -77.0]}
 services:
   www:
     policy: geo
     pools:
       - region: us-east
         endpoints: [192.0.2.10]
-`, []string{`:7: services.www.policy: policy geo is not supported yet (it comes with client location); use failover, weighted or multivalue`}},
-	{"policy-nearest", `zone: example.com.
+`, []string{`:9: services.www.pools[0].region: region "us-east" has no continent, countries or networks for policy geo`}},
+	{"nearest-region-without-location", `zone: example.com.
 ns: [ns1.example.com.]
 regions:
-  us-east: {location: [38.9, -77.0]}
+  us-east: {continent: NA}
 services:
   www:
     policy: nearest
     pools:
       - region: us-east
         endpoints: [192.0.2.10]
-`, []string{`:7: services.www.policy: policy nearest is not supported yet (it comes with client location); use failover, weighted or multivalue`}},
+`, []string{`:9: services.www.pools[0].region: region "us-east" has no location for policy nearest`}},
+	{"geo-pool-without-region", `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  www:
+    policy: geo
+    pools:
+      - endpoints: [192.0.2.10]
+`, []string{`:7: services.www.pools[0].region: required for policy geo`}},
 	{"sticky-not-weighted", `zone: example.com.
 ns: [ns1.example.com.]
 services:

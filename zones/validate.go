@@ -165,10 +165,6 @@ func (d *decoder) validateService(sv *serviceCtx, s *ServiceSpec) {
 		}
 	}
 	d.checkDefined(sv, sp+".check", s.Check)
-	switch s.Policy {
-	case Geo, Nearest:
-		d.fail(sp+".policy", "policy %s is not supported yet (it comes with client location); use failover, weighted or multivalue", s.Policy)
-	}
 	if s.Sticky && s.Policy != Weighted {
 		d.fail(sp+".sticky", "applies to policy weighted only")
 	}

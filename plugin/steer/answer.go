@@ -59,6 +59,7 @@ func (s *Steer) serveStatic(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m.Rcode = dns.RcodeServerFailure
 	}
 	negativeSOA(m, z)
+	q.echoECS(m)
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
 }
@@ -96,6 +97,7 @@ func (s *Steer) serveService(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	if qtype == dns.TypeANY && len(m.Answer) == 0 && m.Rcode == dns.RcodeSuccess && out != outNodata {
 		m.Answer, m.Ns = []dns.RR{hinfo(svc.Name, q.zone)}, nil
 	}
+	q.echoECS(m)
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
 }
@@ -182,16 +184,68 @@ func appendPools(m *dns.Msg, q *query, svc *zones.Service, c choice, fam int) {
 		}
 	}
 	if n := len(m.Answer) - start; svc.MaxAnswers > 0 && n > svc.MaxAnswers {
-		// Keep a random max_answers of them: a partial Fisher-Yates shuffle on a private copy,
-		// since the slice may be shared with the compiled zone.
+		// Keep max_answers of them at random, on a private copy, since the slice may be shared
+		// with the compiled zone.
 		picked := make([]dns.RR, n)
 		copy(picked, m.Answer[start:])
-		for i := range svc.MaxAnswers {
-			j := i + q.randN(n-i)
-			picked[i], picked[j] = picked[j], picked[i]
+		var w []int
+		if !svc.UniformWeights {
+			w = answerWeights(q, svc, c, fam, n)
+		}
+		if len(w) == n {
+			drawWeighted(picked, w, svc.MaxAnswers, q.randN)
+		} else {
+			// Equal weights: a partial Fisher-Yates shuffle.
+			for i := range svc.MaxAnswers {
+				j := i + q.randN(n-i)
+				picked[i], picked[j] = picked[j], picked[i]
+			}
 		}
 		// Cap the slice at start: m.Answer may be the zone's own prepared slice.
 		m.Answer = append(m.Answer[:start:start], picked[:svc.MaxAnswers]...)
+	}
+}
+
+// answerWeights returns the weights of the n records appendPools appended, in their order:
+// appendPool lists a pool's endpoints of a family in file order, those up (or all, failing
+// open).
+func answerWeights(q *query, svc *zones.Service, c choice, fam, n int) []int {
+	w := make([]int, 0, n)
+	visit := func(p *zones.Pool) {
+		for _, ep := range p.Endpoints {
+			if ep.Family == fam && (c.failOpen || q.health.up(p, ep)) {
+				w = append(w, ep.Weight)
+			}
+		}
+	}
+	if c.pool >= 0 {
+		visit(svc.Pools[c.pool])
+	} else {
+		for _, p := range svc.Pools {
+			if !p.CNAME && (c.failOpen || q.health.healthy(p)) {
+				visit(p)
+			}
+		}
+	}
+	return w
+}
+
+// drawWeighted moves k records of rrs to its front, drawn without replacement, each in
+// proportion to its weight among those left.
+func drawWeighted(rrs []dns.RR, w []int, k int, randN func(int) int) {
+	total := 0
+	for _, x := range w {
+		total += x
+	}
+	for i := range k {
+		r := randN(total)
+		j := i
+		for ; j < len(w)-1 && r >= w[j]; j++ {
+			r -= w[j]
+		}
+		total -= w[j]
+		rrs[i], rrs[j] = rrs[j], rrs[i]
+		w[i], w[j] = w[j], w[i]
 	}
 }
 

@@ -152,8 +152,9 @@ func ttlOf(r *dns.Msg) uint32 {
 
 // testQuery is the query value ServeDNS would make for a question to z from client, on the
 // view served now.
-func testQuery(s *Steer, z *zones.Zone, client netip.Addr) *query {
+func testQuery(s *Steer, z *zones.Zone, from netip.Addr) *query {
 	sn := s.snap.Load()
 	zs := sn.zones[z]
-	return &query{zone: z, served: zs, health: zoneHealth{v: sn.view, slots: zs.slots}, randN: s.randN, client: client, clientSet: true}
+	return &query{zone: z, served: zs, health: zoneHealth{v: sn.view, slots: zs.slots}, randN: s.randN,
+		client: client{prefix: netip.PrefixFrom(from, from.BitLen())}}
 }

@@ -1,13 +1,12 @@
 package steer
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
-	"net"
 	"net/netip"
 
 	"github.com/coredns/coredns/request"
-	"github.com/miekg/dns"
 	"github.com/steerdns/steerdns/zones"
 )
 
@@ -38,37 +37,40 @@ type choice struct {
 }
 
 // query is what one answer needs, made once per query: the request, the zone and the health
-// view it is answered from, the client, the random source. Policies are functions of (service,
-// query) alone, so that explain runs the very code an answer runs.
+// view it is answered from, the client, the random source, and the ECS scope the answer
+// depended on. Policies are functions of (service, query) alone, so that explain runs the
+// very code an answer runs.
 type query struct {
+	ctx    context.Context
 	state  request.Request
 	zone   *zones.Zone
 	served *zoneServed
 	health zoneHealth
 	randN  func(n int) int
-
-	client    netip.Addr // the client's address, once clientAddr found it
-	clientSet bool
-}
-
-// clientAddr returns the client's address (found on first use).
-func (q *query) clientAddr() netip.Addr {
-	if !q.clientSet {
-		q.client, q.clientSet = remoteAddr(q.state.W), true
-	}
-	return q.client
+	client client
+	scope  uint8  // ECS scope prefix of the answer: the most bits of the client it depended on
+	trace  *trace // explain's record of the decisions; nil when answering
 }
 
 // choose runs the service's policy.
 func choose(svc *zones.Service, q *query) choice {
+	var c choice
 	switch svc.Policy {
 	case zones.Weighted:
-		return weighted(svc, q)
+		c = weighted(svc, q)
 	case zones.Multivalue:
-		return multivalue(svc, q)
+		c = multivalue(svc, q)
+	case zones.Geo:
+		c = geo(svc, q)
+	case zones.Nearest:
+		c = nearest(svc, q)
 	default:
-		return failover(svc, q)
+		c = failover(svc, q)
 	}
+	if q.trace != nil {
+		q.trace.chose(svc, q, c)
+	}
+	return c
 }
 
 func failover(svc *zones.Service, q *query) choice {
@@ -129,7 +131,7 @@ func weighted(svc *zones.Service, q *query) choice {
 	c := choice{kind: zones.Primary, outcome: outPrimary}
 	if svc.Sticky {
 		// The client's first choice among all pools; only when it is down, among the healthy.
-		client := q.clientAddr()
+		client := stickyKey(q)
 		if c.pool = rendezvous(svc, client, all); !isUp(c.pool) {
 			c.pool = rendezvous(svc, client, isUp)
 			c.kind, c.outcome = zones.Degraded, outFailover
@@ -145,7 +147,7 @@ func weighted(svc *zones.Service, q *query) choice {
 
 func pickWeighted(svc *zones.Service, q *query, ok func(int) bool, total int) int {
 	if svc.Sticky {
-		return rendezvous(svc, q.clientAddr(), ok)
+		return rendezvous(svc, stickyKey(q), ok)
 	}
 	r := q.randN(total)
 	for i, p := range svc.Pools {
@@ -160,17 +162,17 @@ func pickWeighted(svc *zones.Service, q *query, ok func(int) bool, total int) in
 	return len(svc.Pools) - 1
 }
 
-// rendezvous returns the pool with the highest weighted score for the client's subnet
-// (/24 for IPv4, /56 for IPv6) among the pools ok accepts.
-func rendezvous(svc *zones.Service, client netip.Addr, ok func(int) bool) int {
-	subnet := stickySubnet(client)
+// rendezvous returns the pool with the highest weighted score for the client's subnet among
+// the pools ok accepts.
+func rendezvous(svc *zones.Service, subnet netip.Prefix, ok func(int) bool) int {
 	best, bestScore := -1, math.Inf(-1)
+	b := subnet.Addr().As16()
+	key := binary.BigEndian.Uint64(b[:8]) ^ mix(binary.BigEndian.Uint64(b[8:])^uint64(subnet.Bits()))
 	for i, p := range svc.Pools {
 		if !ok(i) {
 			continue
 		}
-		b := subnet.Addr().As16()
-		h := mix(binary.BigEndian.Uint64(b[:8]) ^ mix(binary.BigEndian.Uint64(b[8:])) ^ mix(uint64(i)+0x9e3779b97f4a7c15))
+		h := mix(key ^ mix(uint64(i)+0x9e3779b97f4a7c15))
 		// Map the hash to (0,1) and score -w/ln(u): weighted rendezvous hashing; the largest wins.
 		u := (float64(h>>11) + 0.5) / (1 << 53)
 		score := -float64(p.Weight) / math.Log(u)
@@ -181,6 +183,24 @@ func rendezvous(svc *zones.Service, client netip.Addr, ok func(int) bool) int {
 	return best
 }
 
+// stickyKey is the subnet a sticky choice hashes: the client's prefix cut to /24 (IPv4) or
+// /56 (IPv6), or shorter when the client gave fewer bits. The answer's ECS scope is that
+// length: every client of the subnet gets the same pool.
+func stickyKey(q *query) netip.Prefix {
+	p := q.client.prefix
+	if !p.IsValid() {
+		return netip.Prefix{}
+	}
+	bits := 56
+	if p.Addr().Is4() {
+		bits = 24
+	}
+	bits = min(bits, p.Bits())
+	k, _ := p.Addr().Prefix(bits)
+	q.useScope(bits)
+	return k
+}
+
 // mix is the splitmix64 finalizer: a cheap hash with good avalanche.
 func mix(x uint64) uint64 {
 	x ^= x >> 30
@@ -188,15 +208,6 @@ func mix(x uint64) uint64 {
 	x ^= x >> 27
 	x *= 0x94d049bb133111eb
 	return x ^ x>>31
-}
-
-func stickySubnet(a netip.Addr) netip.Prefix {
-	if a.Is4() {
-		p, _ := a.Prefix(24)
-		return p
-	}
-	p, _ := a.Prefix(56)
-	return p
 }
 
 // allDown applies when_all_down; pool is the pool that fail-open answers from.
@@ -210,17 +221,4 @@ func allDown(svc *zones.Service, pool int) choice {
 		return choice{pool: pool, kind: zones.Degraded, outcome: outFallback}
 	}
 	return choice{pool: pool, failOpen: true, kind: zones.Degraded, outcome: outFailOpen}
-}
-
-// remoteAddr returns the address a query came from.
-func remoteAddr(w dns.ResponseWriter) netip.Addr {
-	switch a := w.RemoteAddr().(type) {
-	case *net.UDPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 )
 
@@ -25,6 +26,19 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(Name, err)
 	}
 	c.OnStartup(s.OnStartup)
+	c.OnStartup(func() error {
+		// The metadata providers of the server block (geoip), for explain.
+		var ps []metadata.Provider
+		for _, h := range dnsserver.GetConfig(c).Handlers() {
+			if p, ok := h.(metadata.Provider); ok {
+				ps = append(ps, p)
+			}
+		}
+		s.mu.Lock()
+		s.providers = ps
+		s.mu.Unlock()
+		return nil
+	})
 	c.OnShutdown(s.OnShutdown)
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		s.Next = next
@@ -39,11 +53,13 @@ type Config struct {
 	Paths []string
 	// Fall lists the zones whose unknown names pass to the next plugin; empty = none.
 	Fall fall.F
+	// IgnoreECS ignores the EDNS Client Subnet option ("ecs off"): the client is located by
+	// its source address. Default false: ECS is honoured.
+	IgnoreECS bool
 }
 
 // notYet names the options of SPEC.md that are parsed but not built yet.
 var notYet = map[string]string{
-	"ecs":              "ecs on|off",
 	"admin":            "admin ADDRESS",
 	"admin_token_file": "admin_token_file FILE",
 	"state_dir":        "state_dir DIR",
@@ -76,11 +92,17 @@ func parse(c *caddy.Controller) (Config, error) {
 			switch v := c.Val(); v {
 			case "fallthrough":
 				cfg.Fall.SetZonesFromArgs(c.RemainingArgs())
+			case "ecs":
+				args := c.RemainingArgs()
+				if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+					return cfg, c.Errf("ecs takes on or off")
+				}
+				cfg.IgnoreECS = args[0] == "off"
 			default:
 				if syntax, ok := notYet[v]; ok {
 					return cfg, c.Errf("option %q (%s) is not supported yet by this build; remove it", v, syntax)
 				}
-				return cfg, c.Errf("unknown option %q (known: fallthrough)", v)
+				return cfg, c.Errf("unknown option %q (known: ecs, fallthrough)", v)
 			}
 		}
 	}

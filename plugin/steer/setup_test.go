@@ -16,18 +16,22 @@ func TestParse(t *testing.T) {
 		paths   int
 		through string // a name that fallthrough passes on
 		err     string
+		noECS   bool // ecs off
 	}{
-		{"steer zones/", 1, "", ""},
-		{"steer a.yaml b/ c.yml", 3, "", ""},
-		{"steer zones/ {\n fallthrough\n}", 1, "anything.example.", ""},
-		{"steer zones/ {\n fallthrough example.org\n}", 1, "x.example.org.", ""},
-		{"steer", 0, "", "Wrong argument count"},
-		{"steer zones/ {\n ecs on\n}", 0, "", `option "ecs" (ecs on|off) is not supported yet`},
-		{"steer zones/ {\n admin 127.0.0.1:9480\n}", 0, "", `option "admin" (admin ADDRESS) is not supported yet`},
-		{"steer zones/ {\n admin_token_file /t\n}", 0, "", `"admin_token_file"`},
-		{"steer zones/ {\n state_dir /var/lib/steerdns\n}", 0, "", `"state_dir"`},
-		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: fallthrough)`},
-		{"steer a/\nsteer b/", 0, "", "only be used once"},
+		{"steer zones/", 1, "", "", false},
+		{"steer a.yaml b/ c.yml", 3, "", "", false},
+		{"steer zones/ {\n fallthrough\n}", 1, "anything.example.", "", false},
+		{"steer zones/ {\n fallthrough example.org\n}", 1, "x.example.org.", "", false},
+		{"steer", 0, "", "Wrong argument count", false},
+		{"steer zones/ {\n ecs on\n}", 1, "", "", false},
+		{"steer zones/ {\n ecs off\n}", 1, "", "", true},
+		{"steer zones/ {\n ecs maybe\n}", 0, "", "ecs takes on or off", false},
+		{"steer zones/ {\n ecs\n}", 0, "", "ecs takes on or off", false},
+		{"steer zones/ {\n admin 127.0.0.1:9480\n}", 0, "", `option "admin" (admin ADDRESS) is not supported yet`, false},
+		{"steer zones/ {\n admin_token_file /t\n}", 0, "", `"admin_token_file"`, false},
+		{"steer zones/ {\n state_dir /var/lib/steerdns\n}", 0, "", `"state_dir"`, false},
+		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: ecs, fallthrough)`, false},
+		{"steer a/\nsteer b/", 0, "", "only be used once", false},
 	} {
 		ctl := caddy.NewTestController("dns", c.input)
 		cfg, err := parse(ctl)
@@ -40,6 +44,9 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Errorf("%q: %v", c.input, err)
 			continue
+		}
+		if cfg.IgnoreECS != c.noECS {
+			t.Errorf("%q: IgnoreECS %t", c.input, cfg.IgnoreECS)
 		}
 		if len(cfg.Paths) != c.paths {
 			t.Errorf("%q: paths %v", c.input, cfg.Paths)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/request"
@@ -53,9 +54,10 @@ type Steer struct {
 	health  Health          // set by OnStartup
 	randN   func(n int) int // random numbers for the weighted policy; rand.IntN unless a test sets it
 
-	mu      sync.Mutex // serializes loads
-	loader  *zones.Loader
-	watcher *zones.Watcher
+	mu        sync.Mutex // serializes loads
+	loader    *zones.Loader
+	watcher   *zones.Watcher
+	providers []metadata.Provider // set by setup's OnStartup hook; guarded by mu
 
 	// pub serializes what makes a new snapshot: a load, a transition, an override. Held only
 	// while the next snapshot is built from the last, never during a load or a probe.
@@ -205,6 +207,13 @@ func (s *Steer) Name() string { return Name }
 
 // ServeDNS implements plugin.Handler.
 func (s *Steer) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	var q query
+	return s.serve(ctx, w, r, &q)
+}
+
+// serve answers r into q (which explain passes with a trace): q.zone is nil when the name is
+// not in a zone served here.
+func (s *Steer) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q *query) (int, error) {
 	state := request.Request{W: w, Req: r}
 	qname := state.Name()
 	sn := s.snap.Load()
@@ -223,11 +232,29 @@ func (s *Steer) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 		return dns.RcodeRefused, nil
 	}
 	zs := sn.zones[z]
-	q := query{state: state, zone: z, served: zs, health: zoneHealth{v: sn.view, slots: zs.slots}, randN: s.randN}
-	if svc := z.Services[qname]; svc != nil {
-		return s.serveService(ctx, w, r, &q, svc)
+	q.ctx, q.state, q.zone, q.served, q.health, q.randN = ctx, state, z, zs, zoneHealth{v: sn.view, slots: zs.slots}, s.randN
+	if !s.cfg.IgnoreECS {
+		ecs, p, err := readECS(r)
+		if err != nil {
+			return dns.RcodeFormatError, nil
+		}
+		q.client.ecs, q.client.prefix = ecs, p
 	}
-	return s.serveStatic(ctx, w, r, &q)
+	if q.client.ecs == nil {
+		q.client.prefix = sourcePrefix(w)
+	}
+	if svc := z.Services[qname]; svc != nil {
+		return s.serveService(ctx, w, r, q, svc)
+	}
+	return s.serveStatic(ctx, w, r, q)
+}
+
+// metadataProviders returns the server block's metadata providers (the geoip plugin), which
+// explain asks as the metadata plugin does for a query.
+func (s *Steer) metadataProviders() []metadata.Provider {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.providers
 }
 
 var _ plugin.Handler = (*Steer)(nil)
