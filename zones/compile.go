@@ -69,7 +69,7 @@ type Pool struct {
 	// whether the region has one.
 	Location    [3]float64
 	HasLocation bool
-	Endpoints  []*Endpoint
+	Endpoints   []*Endpoint
 	// All holds, per TTL kind and family, the answer when every endpoint of that family is up.
 	All [2][2][]dns.RR
 }
