@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/coredns/coredns/plugin/file"
+	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 	"github.com/steerdns/steerdns/healthcheck"
@@ -134,6 +135,44 @@ func BenchmarkPublishFlip(b *testing.B) {
 				i++
 			}
 			_ = h
+		})
+	}
+}
+
+// BenchmarkLocated measures answers that depend on where the client is, beside a failover
+// answer of the same zone: ServeDNS with an ECS option, the client's /24 cycling over 4,096
+// subnets (a networks rule covers a quarter of them; geoip metadata places the rest).
+func BenchmarkLocated(b *testing.B) {
+	s, _ := newTestSteer(b, geoZone)
+	subnets := make([]*dns.Msg, 4096)
+	for i := range subnets {
+		m := new(dns.Msg)
+		m.SetEdns0(1232, false)
+		a := netip.AddrFrom4([4]byte{198, 51, byte(100 + i%4), 0})
+		if i%4 != 0 {
+			a = netip.AddrFrom4([4]byte{100, byte(64 + i/256), byte(i % 256), 0})
+		}
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: a.AsSlice()})
+		subnets[i] = m
+	}
+	ctx := metadata.ContextWithMetadata(context.Background())
+	for k, v := range map[string]string{"country/code": "FR", "continent/code": "EU", "latitude": "48.9", "longitude": "2.35"} {
+		metadata.SetValueFunc(ctx, "geoip/"+k, func() string { return v })
+	}
+	w := &discard{}
+	for _, name := range []string{"fo", "geo", "near", "sticky"} {
+		b.Run(name, func(b *testing.B) {
+			for _, m := range subnets {
+				m.SetQuestion(name+".example.com.", dns.TypeA)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := s.ServeDNS(ctx, w, subnets[i&4095]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
 		})
 	}
 }

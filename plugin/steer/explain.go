@@ -38,7 +38,13 @@ type decision struct {
 	h     zoneHealth
 }
 
-func (t *trace) located(pl place, q *query) { t.place, t.set = pl, true }
+// located records where the policy found the client and the order it tries the pools in. o
+// is taken by value, so that the query path's order stays on the stack.
+func (t *trace) located(pl place, o poolOrder) {
+	t.place, t.set = pl, true
+	t.order = make([]int8, o.n)
+	copy(t.order, o.idx[:o.n])
+}
 
 func (t *trace) chose(svc *zones.Service, q *query, c choice) {
 	d := decision{svc: svc, c: c, place: t.place, set: t.set, at: t.at, hasAt: t.hasAt, h: q.health}

@@ -20,7 +20,7 @@ type place struct {
 // country, else the continent. It records the ECS scope the answer then depends on.
 func locate(svc *zones.Service, q *query) place {
 	var pl place
-	cp := q.client.prefix
+	cp := q.clientPrefix()
 	if !cp.IsValid() {
 		return pl // not locatable: ECS source prefix 0, or no address
 	}
@@ -86,8 +86,7 @@ func geo(svc *zones.Service, q *query) choice {
 	pl := locate(svc, q)
 	o := geoOrder(svc, q, pl)
 	if q.trace != nil {
-		q.trace.located(pl, q)
-		q.trace.order = o.idx[:o.n]
+		q.trace.located(pl, o)
 	}
 	return fromOrder(svc, q, o)
 }
@@ -141,8 +140,7 @@ func nearest(svc *zones.Service, q *query) choice {
 		o.add(1<<len(svc.Pools) - 1)
 	}
 	if q.trace != nil {
-		q.trace.located(pl, q)
-		q.trace.order = o.idx[:o.n]
+		q.trace.located(pl, o)
 		if known {
 			q.trace.at, q.trace.hasAt = at, true
 		}

@@ -156,5 +156,5 @@ func testQuery(s *Steer, z *zones.Zone, from netip.Addr) *query {
 	sn := s.snap.Load()
 	zs := sn.zones[z]
 	return &query{zone: z, served: zs, health: zoneHealth{v: sn.view, slots: zs.slots}, randN: s.randN,
-		client: client{prefix: netip.PrefixFrom(from, from.BitLen())}}
+		client: client{prefix: netip.PrefixFrom(from, from.BitLen()), found: true}}
 }

@@ -20,6 +20,8 @@ type client struct {
 	prefix netip.Prefix
 	// ecs is the query's ECS option, echoed in the response with the scope; nil when none.
 	ecs *dns.EDNS0_SUBNET
+	// found says prefix is set: from ECS at once, from the source address on first use.
+	found bool
 
 	geo       geoip // filled on first use from the geoip plugin's metadata
 	geoLoaded bool
@@ -153,21 +155,37 @@ func (q *query) useScope(bits int) {
 }
 
 // sourceBits is the number of bits the client gave: the ECS source prefix.
-func (q *query) sourceBits() int { return q.client.prefix.Bits() }
+func (q *query) sourceBits() int { return q.clientPrefix().Bits() }
+
+// clientPrefix returns the client's prefix: the ECS one, else the source address (looked up
+// on first use, since most answers never need it).
+func (q *query) clientPrefix() netip.Prefix {
+	if !q.client.found {
+		q.client.prefix, q.client.found = sourcePrefix(q.state.W), true
+	}
+	return q.client.prefix
+}
 
 // echoECS adds the query's ECS option to m with the scope the answer depended on (RFC 7871
-// §7.2.1); a query without ECS gets none.
+// §7.2.1); a query without ECS gets none. The records are made in one allocation.
 func (q *query) echoECS(m *dns.Msg) {
 	e := q.client.ecs
 	if e == nil {
 		return
 	}
-	out := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: e.Family, SourceNetmask: e.SourceNetmask, SourceScope: q.scope, Address: e.Address}
-	if o := m.IsEdns0(); o != nil {
-		o.Option = append(o.Option, out)
+	x := new(struct {
+		ecs   dns.EDNS0_SUBNET
+		opt   dns.OPT
+		opts  [1]dns.EDNS0
+		extra [1]dns.RR
+	})
+	x.ecs = dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: e.Family, SourceNetmask: e.SourceNetmask, SourceScope: q.scope, Address: e.Address}
+	x.opts[0] = &x.ecs
+	x.opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: dns.DefaultMsgSize}, Option: x.opts[:]}
+	if len(m.Extra) == 0 {
+		x.extra[0] = &x.opt
+		m.Extra = x.extra[:]
 		return
 	}
-	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: dns.DefaultMsgSize}}
-	o.Option = []dns.EDNS0{out}
-	m.Extra = append(m.Extra, o)
+	m.Extra = append(m.Extra[:len(m.Extra):len(m.Extra)], &x.opt)
 }

@@ -187,7 +187,7 @@ func rendezvous(svc *zones.Service, subnet netip.Prefix, ok func(int) bool) int 
 // /56 (IPv6), or shorter when the client gave fewer bits. The answer's ECS scope is that
 // length: every client of the subnet gets the same pool.
 func stickyKey(q *query) netip.Prefix {
-	p := q.client.prefix
+	p := q.clientPrefix()
 	if !p.IsValid() {
 		return netip.Prefix{}
 	}

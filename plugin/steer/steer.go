@@ -238,10 +238,9 @@ func (s *Steer) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, q *
 		if err != nil {
 			return dns.RcodeFormatError, nil
 		}
-		q.client.ecs, q.client.prefix = ecs, p
-	}
-	if q.client.ecs == nil {
-		q.client.prefix = sourcePrefix(w)
+		if ecs != nil {
+			q.client.ecs, q.client.prefix, q.client.found = ecs, p, true
+		}
 	}
 	if svc := z.Services[qname]; svc != nil {
 		return s.serveService(ctx, w, r, q, svc)
