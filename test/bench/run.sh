@@ -8,6 +8,10 @@
 #      5 s (2,000 probes/s) against listeners on 127.0.0.1-127.0.0.10; queries over all services
 #   c0 (diagnostic) the zone of (c) with `check: none`: the query path at that scale without the
 #      probes, so that the cost of the probes and the cost of the size show apart
+#   g  steer: a geo service (3 regions, 1,000 networks rules), asked with an ECS option
+#      (dnsperf -E: one /24 for every query, which a networks rule covers), checks running
+#   gf steer: the failover service of (g)'s zone, asked with the same ECS option: (g)/(gf) is
+#      the cost of locating the client, with the ECS echo paid by both
 #
 # The server runs pinned to CPU SERVER_CPU with GOMAXPROCS=1, dnsperf and the check listeners on
 # CLIENT_CPU. Each measurement starts a fresh server process holding only its own scenario, so that
@@ -27,7 +31,7 @@
 #   4. COMPILE=1: a policy file of 100,000 services loaded by the real binary: time to the first
 #      answer and peak RSS (VmHWM)
 #
-# Knobs (environment): SCENARIOS ("a b c c0") ROUNDS (5) DURATION (8) WARMUP (1) OUTSTANDING (200)
+# Knobs (environment): SCENARIOS ("a b c c0 g gf") ROUNDS (5) DURATION (8) WARMUP (1) OUTSTANDING (200)
 # IDLE (5: seconds of measuring each server's CPU with no query, in round 1; 0 = skip) SWEEP ("a b c")
 # SWEEP_STEP (4) SWEEP_ITER (6) LAT_ROUNDS (5) LAT_SCENARIOS ("a b c") SCALING (1) SCALING_ROUNDS (2) SCALING_SCENARIOS ("a b c")
 # COMPILE (1) BIG_SERVICES (100000) PORT_BASE (15300) SERVER_CPU (0) CLIENT_CPU (1)
@@ -36,7 +40,7 @@
 # and in OUT/summary-<time>.txt (OUT/summary.txt is the latest), raw output in OUT/<time>/.
 set -euo pipefail
 
-SCENARIOS=${SCENARIOS:-a b c c0}
+SCENARIOS=${SCENARIOS:-a b c c0 g gf}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-1}
@@ -67,6 +71,7 @@ TMP=$(mktemp -d /tmp/steerdns-bench.XXXXXX)
 SUMMARY=$OUT/summary-$STAMP.txt
 
 PORT_A=$((PORT_BASE + 1)) PORT_B=$((PORT_BASE + 2)) PORT_C=$((PORT_BASE + 3)) PORT_BIG=$((PORT_BASE + 4)) PORT_C0=$((PORT_BASE + 5))
+PORT_G=$((PORT_BASE + 6)) PORT_GF=$((PORT_BASE + 7))
 PORT_READY=$((PORT_BASE + 81)) PORT_BACKEND=$((PORT_BASE + 80))
 
 for tool in dnsperf taskset dig curl; do
@@ -76,7 +81,7 @@ if [ "$(nproc)" -lt 2 ]; then
 	echo "bench: needs 2 CPUs (server on one, dnsperf on the other); this machine has $(nproc)" >&2
 	exit 1
 fi
-for p in $PORT_A $PORT_B $PORT_C $PORT_C0 $PORT_BIG $PORT_READY $PORT_BACKEND; do
+for p in $PORT_A $PORT_B $PORT_C $PORT_C0 $PORT_G $PORT_GF $PORT_BIG $PORT_READY $PORT_BACKEND; do
 	if ss -Hlntu "( sport = :$p )" | grep -q .; then
 		echo "bench: port $p is in use; set PORT_BASE to another base (now $PORT_BASE)" >&2
 		exit 1
@@ -151,7 +156,28 @@ sed -e 's/^zone: c.bench./zone: c0.bench./' -e 's/^ns: .*/ns: [ns1.c0.bench.]/' 
 for ((i = 0; i < 1000; i++)); do echo "s$i.c.bench. A"; done | shuf --random-source=<(yes) >"$TMP/qc"
 sed 's/\.c\.bench\./.c0.bench./' "$TMP/qc" >"$TMP/qc0"
 
-port_of() { case $1 in a) echo $PORT_A ;; b) echo $PORT_B ;; c) echo $PORT_C ;; c0) echo $PORT_C0 ;; esac; }
+{
+	printf 'zone: g.bench.\nns: [ns1.g.bench.]\nrecords: |\n  ns1 A 127.0.0.1\n'
+	printf 'checks:\n  web: {type: http, port: %d, path: /healthz, interval: 5s, timeout: 2s}\n' "$PORT_BACKEND"
+	printf 'regions:\n  r1: {continent: NA, countries: [US], location: [38.9, -77.0], fallback: [r2]}\n'
+	printf '  r2: {continent: EU, countries: [GB], location: [53.3, -6.3], fallback: [r1]}\n'
+	printf '  r3: {continent: AS, countries: [JP], location: [35.7, 139.7], fallback: [r1]}\nnetworks:\n'
+	for ((i = 0; i < 1000; i++)); do printf '  10.%d.%d.0/24: r%d\n' $((i / 256)) $((i % 256)) $((i % 3 + 1)); done
+	printf 'services:\n'
+	for svc in geo:geo fo:failover; do
+		printf '  %s:\n    policy: %s\n    check: web\n    pools:\n' "${svc%%:*}" "${svc##*:}"
+		printf '      - {region: r1, endpoints: [127.0.0.1, 127.0.0.2]}\n      - {region: r2, endpoints: [127.0.0.3, 127.0.0.4]}\n'
+		printf '      - {region: r3, endpoints: [127.0.0.5, 127.0.0.6]}\n'
+	done
+} >"$TMP/g.yaml"
+echo "geo.g.bench. A" >"$TMP/qg"
+echo "fo.g.bench. A" >"$TMP/qgf"
+# ECS 10.0.3.0/24 (family 1, source 24, scope 0): the networks rule of r1.
+ECS_OPT=8:0001180a000003
+
+port_of() { case $1 in a) echo $PORT_A ;; b) echo $PORT_B ;; c) echo $PORT_C ;; c0) echo $PORT_C0 ;; g) echo $PORT_G ;; gf) echo $PORT_GF ;; esac; }
+# dnsperf options of a scenario: (g) and (gf) send ECS.
+opts_of() { case $1 in g | gf) echo "-E $ECS_OPT" ;; esac; }
 # the answer to the first query of a scenario when every endpoint is up
 want_of() { case $1 in a) echo 192.0.2.1 ;; *) echo 127.0.0.1 ;; esac; }
 
@@ -163,9 +189,12 @@ corefile() {
 	b) serve="steer $TMP/b.yaml" ;;
 	c) serve="steer $TMP/c.yaml" ;;
 	c0) serve="steer $TMP/c0.yaml" ;;
+	g | gf) serve="steer $TMP/g.yaml" ;;
 	esac
+	local zone=$s.bench.
+	[ "$s" = gf ] && zone=g.bench.
 	cat <<EOF
-$s.bench.:$(port_of "$s") {
+$zone:$(port_of "$s") {
     bind 127.0.0.1
 $([ "$ms" = 1 ] && echo "    multisocket")
     $serve
@@ -195,7 +224,7 @@ start_server() {
 	# Then for the healthy first choice: a probe that timed out at start-up (the machine busy)
 	# marks its target down until rise (2) probes pass, fast_interval (1.25 s) apart.
 	local got
-	until got=$(dig +short +time=1 +tries=3 @127.0.0.1 -p "$(port_of "$s")" "$(head -1 "$TMP/q$s" | cut -d' ' -f1)" A | head -1) &&
+	until got=$(dig +short +time=1 +tries=3 @127.0.0.1 -p "$(port_of "$s")" +subnet=10.0.3.0/24 "$(head -1 "$TMP/q$s" | cut -d' ' -f1)" A | head -1) &&
 		[ "$got" = "$(want_of "$s")" ]; do
 		if ! kill -0 "$SERVER_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
 			echo "bench: ($s) answered '$got', want $(want_of "$s"); see $RAW/server-$s.log" >&2
@@ -236,8 +265,9 @@ perf() {
 	local s=$1 out=$2 secs=$3 e0
 	shift 3
 	e0=$(rcvbuf_errors)
+	# shellcheck disable=SC2046 # opts_of is words
 	timeout $((secs + 20)) taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$(port_of "$s")" -d "$TMP/q$s" \
-		-l "$secs" "$@" >"$out" 2>&1 || { echo "bench: dnsperf failed, see $out" >&2; exit 1; }
+		-l "$secs" $(opts_of "$s") "$@" >"$out" 2>&1 || { echo "bench: dnsperf failed, see $out" >&2; exit 1; }
 	echo "UDP receive buffer errors: $(($(rcvbuf_errors) - e0))" >>"$out"
 }
 rcvbuf_errors() { awk '/^Udp:/ && $2 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
@@ -430,7 +460,8 @@ verdict() { if awk "BEGIN {exit !($1)}" </dev/null 2>/dev/null; then echo met; e
 	printf '%-36s %8s %7s %7s  %-36s %5s %8s %6s %6s %6s\n' scenario "qps" "ratio" "paired" "per round" "lost" "probes/s" "ready" "downs" "resp B"
 	for s in $SCENARIOS; do
 		name=$(case $s in a) echo "(a) file, static A" ;; b) echo "(b) steer, failover 3x2, checks" ;;
-			c) echo "(c) steer, 1,000 svc, 10,000 checks" ;; c0) echo "(c0) = (c) with check: none" ;; esac)
+			c) echo "(c) steer, 1,000 svc, 10,000 checks" ;; c0) echo "(c0) = (c) with check: none" ;;
+			g) echo "(g) steer, geo + ECS, 1,000 rules" ;; gf) echo "(gf) steer, failover + ECS" ;; esac)
 		m=$(medqps "$s")
 		paired=$(awk -F'\t' -v s="$s" '$1 == "qps" && $2 == "a" {a[$3] = $4} $1 == "qps" && $2 == s {x[$3] = $4}
 			END {for (r in x) if (a[r] > 0) printf "%.4f\n", x[r] / a[r]}' "$RESULTS" | sort -g |
@@ -489,6 +520,10 @@ verdict() { if awk "BEGIN {exit !($1)}" </dev/null 2>/dev/null; then echo met; e
 	qb=$(medqps b) qc=$(medqps c)
 	echo "  (b) >= 1.00 x (a) in qps:                 $(ratio "$qb" "$QPS_A")  $(verdict "$(ratio "$qb" "$QPS_A") >= 1.0")"
 	echo "  (c) >= 0.95 x (a) in qps:                 $(ratio "$qc" "$QPS_A")  $(verdict "$(ratio "$qc" "$QPS_A") >= 0.95")"
+	if [[ " $SCENARIOS " == *" g "* && " $SCENARIOS " == *" gf "* ]]; then
+		qg=$(medqps g) qgf=$(medqps gf)
+		echo "  (g) >= 0.95 x (gf) in qps:                $(ratio "$qg" "$qgf")  $(verdict "$(ratio "$qg" "$qgf") >= 0.95")"
+	fi
 	if [[ " $SWEEP " == *" a "* && " $SWEEP " == *" b "* ]]; then
 		pa=$(get lat a half | cut -f6) pb=$(get lat b half | cut -f6)
 		echo "  p99 (b) <= p99 (a) at half max rate:      $pb ms vs $pa ms  $(verdict "$pb <= $pa")  (one run each, each at half its own max)"
