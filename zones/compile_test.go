@@ -77,7 +77,7 @@ func TestCompile(t *testing.T) {
 	// Apex and static records, as the file plugin holds them.
 	soa := z.Static.Apex.SOA
 	if soa == nil || soa.Serial != 2024050101 || soa.Hdr.Ttl != 300 || soa.Ns != "ns1.example.com." ||
-		soa.Mbox != "hostmaster.example.com." || soa.Minttl != 900 || soa.Refresh != 7200 {
+		soa.Mbox != "hostmaster.example.com." || soa.Minttl != 900 || soa.Refresh != 14400 {
 		t.Errorf("SOA = %v", soa)
 	}
 	if len(z.Static.Apex.NS) != 2 || z.Static.Apex.NS[1].(*dns.NS).Ns != "ns2.example.net." || z.Static.Apex.NS[0].Header().Ttl != 300 {

@@ -192,7 +192,7 @@ func (d *decoder) parse(data []byte) *yaml.Node {
 // returns nil with the problems recorded.
 func (d *decoder) walk(root *yaml.Node) *PolicyFile {
 	d.root = root
-	pf := &PolicyFile{Path: d.file, TTL: 3600, SOA: SOA{Refresh: 7200, Retry: 3600, Expire: 1209600, MinTTL: 60}}
+	pf := &PolicyFile{Path: d.file, TTL: 3600, SOA: SOA{Refresh: 14400, Retry: 3600, Expire: 1209600, MinTTL: 300}}
 	var zoneNode, nsNode, recNode *yaml.Node
 	d.mapping(root, "", map[string]func(*yaml.Node, string){
 		"zone": func(n *yaml.Node, p string) { zoneNode = n; pf.Zone = d.fqdn(n, p) },

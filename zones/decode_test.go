@@ -910,7 +910,7 @@ services:
 	if pf.Zone != "example.com." || pf.TTL != 3600 || !slices.Equal(pf.NS, []string{"ns1.example.com."}) {
 		t.Errorf("zone %q ttl %d ns %v", pf.Zone, pf.TTL, pf.NS)
 	}
-	if want := (SOA{Mbox: "hostmaster.example.com.", Refresh: 7200, Retry: 3600, Expire: 1209600, MinTTL: 60}); pf.SOA != want {
+	if want := (SOA{Mbox: "hostmaster.example.com.", Refresh: 14400, Retry: 3600, Expire: 1209600, MinTTL: 300}); pf.SOA != want {
 		t.Errorf("soa = %+v, want %+v", pf.SOA, want)
 	}
 	http200 := []healthcheck.StatusRange{{Lo: 200, Hi: 399}}

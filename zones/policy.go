@@ -58,10 +58,10 @@ type PolicyFile struct {
 type SOA struct {
 	Mbox    string // default hostmaster.<zone>
 	Serial  uint32 // 0 = derived at load time, rising on each reload
-	Refresh uint32 // default 7200
+	Refresh uint32 // default 14400 (Zonemaster flags less)
 	Retry   uint32 // default 3600
 	Expire  uint32 // default 1209600
-	MinTTL  uint32 // negative-caching TTL, default 60
+	MinTTL  uint32 // negative-caching TTL, default 300 (Zonemaster flags less)
 }
 
 // Region is where pools live; geo and nearest use it.
