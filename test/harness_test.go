@@ -24,6 +24,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/file"
 	_ "github.com/coredns/coredns/plugin/metrics"
+	_ "github.com/coredns/coredns/plugin/nsid"
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
 
@@ -52,6 +53,7 @@ var loopback = fmt.Sprintf("127.%d.%d.%d", 100+os.Getpid()%100, rand.IntN(250), 
 type server struct {
 	inst     *caddy.Instance
 	UDP, TCP string
+	stopped  bool
 }
 
 type input string
@@ -72,11 +74,7 @@ func start(t testing.TB, corefile string) *server {
 		t.Fatalf("starting the server: %v\n%s", err, corefile)
 	}
 	s := &server{inst: inst}
-	t.Cleanup(func() {
-		s.inst.Stop()
-		// Stop closes the listeners only; the plugins' shutdown (watchers, probes) is here.
-		s.inst.ShutdownCallbacks()
-	})
+	t.Cleanup(s.stop)
 	srv := inst.Servers()[0]
 	if a := srv.LocalAddr(); a != nil {
 		s.UDP = a.String()
@@ -85,6 +83,18 @@ func start(t testing.TB, corefile string) *server {
 		s.TCP = a.String()
 	}
 	return s
+}
+
+// stop stops the server as a process exit would: its listeners, then its plugins' shutdown
+// (watchers, probes, state written). Once.
+func (s *server) stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.inst.Stop()
+	// Stop closes the listeners only; the plugins' shutdown (watchers, probes) is here.
+	s.inst.ShutdownCallbacks()
 }
 
 // restart reloads the Corefile as the reload plugin and SIGUSR1 do.

@@ -29,21 +29,56 @@ func sharedEngine() *healthcheck.Engine {
 
 // sharedHealth is the HealthSource of the plugin: a subscription to the shared engine.
 func sharedHealth(onChange func(healthcheck.Change)) Health {
-	return engineHealth{sharedEngine().Subscribe(onChange)}
+	return &engineHealth{sub: sharedEngine().Subscribe(onChange), cells: map[string]*healthcheck.Status{}}
 }
 
-// engineHealth is a subscription to the engine, seen as a Health.
-type engineHealth struct{ *healthcheck.Subscription }
+// engineHealth is a subscription to the engine, seen as a Health. It keeps the status cells
+// of its targets, for Live.
+type engineHealth struct {
+	sub   *healthcheck.Subscription
+	mu    sync.Mutex
+	cells map[string]*healthcheck.Status
+}
 
 // Hold implements Health.
-func (h engineHealth) Hold(targets []healthcheck.Target) []healthcheck.Observation {
-	statuses := h.Subscription.Hold(targets)
+func (h *engineHealth) Hold(targets []healthcheck.Target) []healthcheck.Observation {
+	statuses := h.sub.Hold(targets)
 	out := make([]healthcheck.Observation, len(statuses))
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for i, st := range statuses {
 		out[i] = st.Observation()
+		h.cells[targets[i].Key] = st
 	}
 	return out
 }
+
+// Release implements Health.
+func (h *engineHealth) Release(keys []string) {
+	h.sub.Release(keys)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range keys {
+		delete(h.cells, k)
+	}
+}
+
+// Live implements Health.
+func (h *engineHealth) Live(key string) (healthcheck.Observation, bool) {
+	h.mu.Lock()
+	st := h.cells[key]
+	h.mu.Unlock()
+	if st == nil {
+		return healthcheck.Observation{}, false
+	}
+	return st.Observation(), true
+}
+
+// Ready implements Health.
+func (h *engineHealth) Ready() bool { return h.sub.Ready() }
+
+// Close implements Health.
+func (h *engineHealth) Close() { h.sub.Close() }
 
 // Engine returns the process's probe engine, for tests and measurements.
 func Engine() *healthcheck.Engine { return sharedEngine() }

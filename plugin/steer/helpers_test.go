@@ -56,6 +56,16 @@ func (d *drivenHealth) Release(keys []string) {
 	}
 }
 
+func (d *drivenHealth) Live(key string) (healthcheck.Observation, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.targets[key]
+	if !ok {
+		return healthcheck.Observation{}, false
+	}
+	return healthcheck.Observation{State: d.byAddr[t.Address]}, true
+}
+
 func (d *drivenHealth) Ready() bool { return d.ready }
 func (d *drivenHealth) Close()      {}
 

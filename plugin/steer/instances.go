@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,6 +26,18 @@ func (r *registry) add(s *Steer) {
 	r.mu.Unlock()
 }
 
+// samePaths returns the newest running instance that serves the same policy paths as s.
+func (r *registry) samePaths(s *Steer) *Steer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range r.list {
+		if x != s && slices.Equal(x.cfg.Paths, s.cfg.Paths) {
+			return x
+		}
+	}
+	return nil
+}
+
 func (r *registry) remove(s *Steer) {
 	r.mu.Lock()
 	r.list = slices.DeleteFunc(r.list, func(x *Steer) bool { return x == s })
@@ -36,6 +49,8 @@ func (r *registry) Describe(ch chan<- *prometheus.Desc) {
 	ch <- endpointUpDesc
 	ch <- poolHealthyDesc
 	ch <- policyFilesDesc
+	ch <- overridesDesc
+	ch <- overrideAgeDesc
 }
 
 // Collect implements prometheus.Collector. During a Corefile reload two instances may serve
@@ -94,6 +109,19 @@ func (r *registry) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	// Overrides: the newest instance's (all instances of a process share them).
+	actions := map[string]float64{"drain": 0, "force-up": 0}
+	oldest := 0.0
+	if len(list) > 0 {
+		for _, o := range list[0].View().Overrides() {
+			actions[o.Action.String()]++
+			oldest = max(oldest, time.Since(o.Created).Seconds())
+		}
+	}
+	for a, n := range actions {
+		ch <- prometheus.MustNewConstMetric(overridesDesc, prometheus.GaugeValue, n, a)
+	}
+	ch <- prometheus.MustNewConstMetric(overrideAgeDesc, prometheus.GaugeValue, oldest)
 	for state, n := range files {
 		ch <- prometheus.MustNewConstMetric(policyFilesDesc, prometheus.GaugeValue, n, state)
 	}

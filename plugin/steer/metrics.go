@@ -48,6 +48,20 @@ var (
 		Help:      "Policy file loads, by result (success, error).",
 	}, []string{"result"})
 
+	stateErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: subsystem,
+		Name:      "state_errors_total",
+		Help:      "Failed reads and writes of state_dir files, by file and operation (read, write); serving goes on.",
+	}, []string{"file", "op"})
+
+	overridesDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_overrides",
+		"Active operator overrides, by action (drain, force-up).",
+		[]string{"action"}, nil)
+	overrideAgeDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_override_oldest_seconds",
+		"Age of the oldest active override, 0 when there is none: an alert can catch a drain left behind.",
+		nil, nil)
+
 	endpointUpDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_endpoint_up",
 		"Whether an endpoint is in the answers: 1 up or not yet checked, 0 down.",
 		[]string{"zone", "service", "region", "endpoint"}, nil)

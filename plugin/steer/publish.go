@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/steerdns/steerdns/healthcheck"
+	"github.com/steerdns/steerdns/plugin/steer/admin"
 	"github.com/steerdns/steerdns/zones"
 )
 
@@ -115,7 +116,18 @@ func (s *Steer) publish(set *zones.Set) {
 	}
 	obs := s.health.Hold(targets)
 	for i, slot := range fresh {
-		e.set(slot, &TargetHealth{Target: targets[i], Own: obs[i]})
+		th := &TargetHealth{Target: targets[i], Own: obs[i]}
+		// Not probed yet: the state saved before the restart, until a probe confirms it.
+		if r, ok := s.restored[targets[i].Key]; ok && obs[i].State == healthcheck.Unknown {
+			th.Own, th.Restored = r, true
+			delete(s.restored, targets[i].Key)
+			if s.state != nil {
+				s.state.mu.Lock()
+				s.state.restored++
+				s.state.mu.Unlock()
+			}
+		}
+		e.set(slot, th)
 	}
 	s.health.Release(gone)
 	e.v.overrides = s.activeOverrides(set, time.Now())
@@ -148,13 +160,25 @@ func (s *Steer) observe(c healthcheck.Change) {
 	s.snap.Store(&next)
 
 	to := c.To.String()
+	var zoneNames []string
 	for _, h := range s.slots.holders[slot] {
 		if zs := next.zones[h.zone]; zs != nil {
 			for _, region := range zs.regions[h.local] {
 				transitionsTotal.WithLabelValues(h.zone.Origin, region, to).Inc()
 			}
+			zoneNames = append(zoneNames, h.zone.Origin)
 		}
 	}
+	from := c.From.String()
+	if prev := old.view.Target(slot); prev != nil && prev.Restored {
+		from = prev.Own.State.String() + " (restored)"
+	}
+	t := admin.Transition{Time: c.At, Endpoint: c.Target.Address, Check: c.Target.Name, From: from, To: to, Reason: c.Reason, Node: s.node, Zones: zoneNames}
+	if c.Err != nil {
+		t.Reason += ": " + c.Err.Error()
+	}
+	s.history.add(t)
+	s.state.changed()
 }
 
 // SetOverrides replaces the overrides: the next query answers by them. Expired ones are

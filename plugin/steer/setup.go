@@ -2,7 +2,11 @@ package steer
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -56,13 +60,20 @@ type Config struct {
 	// IgnoreECS ignores the EDNS Client Subnet option ("ecs off"): the client is located by
 	// its source address. Default false: ECS is honoured.
 	IgnoreECS bool
+	// Admin is the address (host:port) of the admin API and status page; empty: off.
+	Admin string
+	// AdminToken is the bearer token every write call of the admin API needs, read from
+	// admin_token_file at setup; empty: none (allowed on a loopback address only).
+	AdminToken string
+	// StateDir keeps overrides, the last known state of each target and the history across
+	// restarts; empty: nothing is kept.
+	StateDir string
 }
 
 // notYet names the options of SPEC.md that are parsed but not built yet.
 var notYet = map[string]string{
-	"admin":            "admin ADDRESS",
-	"admin_token_file": "admin_token_file FILE",
-	"state_dir":        "state_dir DIR",
+	"cluster":      "cluster { ... }",
+	"probe_source": "probe_source ADDRESS",
 }
 
 func parse(c *caddy.Controller) (Config, error) {
@@ -78,16 +89,20 @@ func parse(c *caddy.Controller) (Config, error) {
 			return cfg, c.ArgErr()
 		}
 		root := dnsserver.GetConfig(c).Root
-		for _, a := range args {
+		absolute := func(a string) (string, error) {
 			if !filepath.IsAbs(a) && root != "" {
 				a = filepath.Join(root, a)
 			}
-			abs, err := filepath.Abs(a)
+			return filepath.Abs(a)
+		}
+		for _, a := range args {
+			abs, err := absolute(a)
 			if err != nil {
 				return cfg, c.Errf("policy path %q: %v", a, err)
 			}
 			cfg.Paths = append(cfg.Paths, abs)
 		}
+		tokenFile := ""
 		for c.NextBlock() {
 			switch v := c.Val(); v {
 			case "fallthrough":
@@ -98,12 +113,50 @@ func parse(c *caddy.Controller) (Config, error) {
 					return cfg, c.Errf("ecs takes on or off")
 				}
 				cfg.IgnoreECS = args[0] == "off"
+			case "admin":
+				args := c.RemainingArgs()
+				if len(args) != 1 {
+					return cfg, c.Errf("admin takes one address, such as admin 127.0.0.1:9480")
+				}
+				if _, port, err := net.SplitHostPort(args[0]); err != nil || port == "" {
+					return cfg, c.Errf("admin %q is not host:port, such as 127.0.0.1:9480", args[0])
+				}
+				cfg.Admin = args[0]
+			case "admin_token_file":
+				args := c.RemainingArgs()
+				if len(args) != 1 {
+					return cfg, c.Errf("admin_token_file takes one file")
+				}
+				tokenFile = args[0]
+				data, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return cfg, c.Errf("admin_token_file: %v", err)
+				}
+				if cfg.AdminToken = strings.TrimSpace(string(data)); cfg.AdminToken == "" {
+					return cfg, c.Errf("admin_token_file %s is empty: put the token in it", tokenFile)
+				}
+			case "state_dir":
+				args := c.RemainingArgs()
+				if len(args) != 1 {
+					return cfg, c.Errf("state_dir takes one folder")
+				}
+				abs, err := absolute(args[0])
+				if err != nil {
+					return cfg, c.Errf("state_dir %q: %v", args[0], err)
+				}
+				cfg.StateDir = abs
 			default:
 				if syntax, ok := notYet[v]; ok {
 					return cfg, c.Errf("option %q (%s) is not supported yet by this build; remove it", v, syntax)
 				}
-				return cfg, c.Errf("unknown option %q (known: ecs, fallthrough)", v)
+				return cfg, c.Errf("unknown option %q (known: admin, admin_token_file, ecs, fallthrough, state_dir)", v)
 			}
+		}
+		if tokenFile != "" && cfg.Admin == "" {
+			return cfg, c.Errf("admin_token_file without admin: set admin ADDRESS too")
+		}
+		if cfg.Admin != "" && cfg.AdminToken == "" && !loopback(cfg.Admin) {
+			return cfg, c.Errf("admin %s is not a loopback address: set admin_token_file, so that writes need a token", cfg.Admin)
 		}
 	}
 	if len(cfg.Paths) == 0 {
@@ -127,4 +180,17 @@ func Directives() []string {
 		out = append(out, d)
 	}
 	return out
+}
+
+// loopback reports whether the host of addr (host:port) is a loopback address or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -11,6 +11,10 @@ import (
 
 func TestParse(t *testing.T) {
 	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("s3cret\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
 	for _, c := range []struct {
 		input   string
 		paths   int
@@ -27,10 +31,19 @@ func TestParse(t *testing.T) {
 		{"steer zones/ {\n ecs off\n}", 1, "", "", true},
 		{"steer zones/ {\n ecs maybe\n}", 0, "", "ecs takes on or off", false},
 		{"steer zones/ {\n ecs\n}", 0, "", "ecs takes on or off", false},
-		{"steer zones/ {\n admin 127.0.0.1:9480\n}", 0, "", `option "admin" (admin ADDRESS) is not supported yet`, false},
-		{"steer zones/ {\n admin_token_file /t\n}", 0, "", `"admin_token_file"`, false},
-		{"steer zones/ {\n state_dir /var/lib/steerdns\n}", 0, "", `"state_dir"`, false},
-		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: ecs, fallthrough)`, false},
+		{"steer zones/ {\n admin 127.0.0.1:9480\n}", 1, "", "", false},
+		{"steer zones/ {\n admin [::1]:9480\n}", 1, "", "", false},
+		{"steer zones/ {\n admin localhost:9480\n}", 1, "", "", false},
+		{"steer zones/ {\n admin 0.0.0.0:9480\n}", 0, "", "admin 0.0.0.0:9480 is not a loopback address: set admin_token_file", false},
+		{"steer zones/ {\n admin :9480\n}", 0, "", "is not a loopback address", false},
+		{"steer zones/ {\n admin 9480\n}", 0, "", "is not host:port", false},
+		{"steer zones/ {\n admin 192.0.2.1:9480\n admin_token_file " + token + "\n}", 1, "", "", false},
+		{"steer zones/ {\n admin 127.0.0.1:9480\n admin_token_file " + empty + "\n}", 0, "", "is empty", false},
+		{"steer zones/ {\n admin 127.0.0.1:9480\n admin_token_file /nonexistent/t\n}", 0, "", "admin_token_file: open /nonexistent/t", false},
+		{"steer zones/ {\n admin_token_file " + token + "\n}", 0, "", "admin_token_file without admin", false},
+		{"steer zones/ {\n state_dir /var/lib/steerdns\n}", 1, "", "", false},
+		{"steer zones/ {\n probe_source 127.0.0.2\n}", 0, "", `"probe_source"`, false},
+		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: admin, admin_token_file, ecs, fallthrough, state_dir)`, false},
 		{"steer a/\nsteer b/", 0, "", "only be used once", false},
 	} {
 		ctl := caddy.NewTestController("dns", c.input)
@@ -44,6 +57,9 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Errorf("%q: %v", c.input, err)
 			continue
+		}
+		if strings.Contains(c.input, "admin_token_file") && cfg.AdminToken != "s3cret" {
+			t.Errorf("%q: token %q", c.input, cfg.AdminToken)
 		}
 		if cfg.IgnoreECS != c.noECS {
 			t.Errorf("%q: IgnoreECS %t", c.input, cfg.IgnoreECS)

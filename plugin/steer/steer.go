@@ -33,6 +33,9 @@ type Health interface {
 	// Release drops the targets with these keys; they stop being probed unless another
 	// instance holds them.
 	Release(keys []string)
+	// Live returns the observation of a held target now, with its last probe's latency and
+	// counts: for the status, never for the query path.
+	Live(key string) (healthcheck.Observation, bool)
 	// Ready reports whether every target has been checked once.
 	Ready() bool
 	// Close releases every target.
@@ -65,7 +68,13 @@ type Steer struct {
 	slots     slotTable
 	overrides []*Override // every override set, active or expired
 	expiry    *time.Timer // republishes when the earliest override expires
+	history   history
+	restored  map[string]healthcheck.Observation // target key -> state saved before a restart
 	snap      atomic.Pointer[snapshot]
+
+	node  string    // this node's name, in status and history
+	state *stateDir // nil without state_dir
+	admin *adminRef // nil without admin
 }
 
 // snapshot is what the query path reads, with one atomic load: the zones, their health view
@@ -88,7 +97,10 @@ type zoneServed struct {
 
 // New returns a plugin for cfg; Provision loads its policy files.
 func New(cfg Config) *Steer {
-	s := &Steer{cfg: cfg, Fall: cfg.Fall, loader: zones.NewLoader(cfg.Paths), randN: rand.IntN}
+	s := &Steer{cfg: cfg, Fall: cfg.Fall, loader: zones.NewLoader(cfg.Paths), randN: rand.IntN, node: nodeName()}
+	if cfg.StateDir != "" {
+		s.state = &stateDir{path: cfg.StateDir, dirty: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	}
 	s.snap.Store(&snapshot{view: &View{}, zones: map[*zones.Zone]*zoneServed{}})
 	return s
 }
@@ -111,6 +123,7 @@ func (s *Steer) Provision(src HealthSource) error {
 		log.Warningf("%v (the folder may be filled later)", err)
 	}
 	s.initial = res
+	s.loadState()
 	return nil
 }
 
@@ -160,10 +173,21 @@ func (s *Steer) View() *View { return s.snap.Load().view }
 // the policy files. It runs before the servers listen.
 func (s *Steer) OnStartup() error {
 	s.mu.Lock()
+	s.takeOver()
 	s.health = s.source(s.observe)
 	s.publish(s.initial.Set)
 	recordLoad(s.initial)
 	s.mu.Unlock()
+	if s.state != nil {
+		go s.runSaver()
+	}
+	if s.cfg.Admin != "" {
+		ref, err := startAdmin(s)
+		if err != nil {
+			return err
+		}
+		s.admin = ref
+	}
 	w, err := zones.NewWatcher(s.cfg.Paths, zones.DefaultDebounce, zones.DefaultPoll, s.Reload)
 	if err != nil {
 		return fmt.Errorf("watching policy files: %w", err)
@@ -180,6 +204,9 @@ func (s *Steer) OnStartup() error {
 // carries over.
 func (s *Steer) OnShutdown() error {
 	instances.remove(s)
+	if s.admin != nil {
+		s.admin.release(s)
+	}
 	if s.watcher != nil {
 		s.watcher.Close()
 	}
@@ -191,6 +218,10 @@ func (s *Steer) OnShutdown() error {
 		s.expiry.Stop()
 	}
 	s.pub.Unlock()
+	if s.state != nil {
+		close(s.state.stop)
+		<-s.state.done
+	}
 	return nil
 }
 

@@ -275,6 +275,8 @@ type TargetHealth struct {
 	Target  healthcheck.Target
 	Own     healthcheck.Observation
 	Cluster State
+	// Restored says Own is the state saved before a restart, not confirmed by a probe yet.
+	Restored bool
 }
 
 // State is the target's state before overrides: the cluster's verdict, else this node's own.

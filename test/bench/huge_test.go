@@ -53,6 +53,9 @@ func (idle) Hold(ts []healthcheck.Target) []healthcheck.Observation {
 	return make([]healthcheck.Observation, len(ts))
 }
 func (idle) Release([]string) {}
+func (idle) Live(string) (healthcheck.Observation, bool) {
+	return healthcheck.Observation{}, false
+}
 func (idle) Ready() bool      { return true }
 func (idle) Close()           {}
 
