@@ -56,8 +56,8 @@ func (idle) Release([]string) {}
 func (idle) Live(string) (healthcheck.Observation, bool) {
 	return healthcheck.Observation{}, false
 }
-func (idle) Ready() bool      { return true }
-func (idle) Close()           {}
+func (idle) Ready() bool { return true }
+func (idle) Close()      {}
 
 // TestHugeZone loads 100,000 services (STEER_BIG=1; STEER_BIG_SERVICES=N for another size,
 // STEER_BIG_CHECKS=1 for a check per service) the way the server does at start-up and reports
