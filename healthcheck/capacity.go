@@ -21,14 +21,15 @@ import (
 // 5s, and every target, hanging or not, then waited ~30s for its turn instead of 5s.
 //
 // Two real limits can cap it. File descriptors: the probes, in flight and kept idle between
-// probes (see MaxConnAge), hold at most three quarters of the process's limit (RLIMIT_NOFILE, which
-// Go raises to its hard limit at start-up), so that a quarter is always left to the DNS server's
-// own sockets; a connection is kept for the next probe only while an eighth of that is free, so
-// that kept connections give way to probes. Memory: with a Go memory limit (GOMEMLIMIT), the
-// probes in flight take at most a quarter of it, at probeMemory each. When either holds probes
-// back, the engine logs it (Options.Logf), calls Options.OnLimit, and Engine.Capacity says so.
-// The probes still start in the order they are due, so every target's probes are late alike (each
-// interval stretched by the same wait) and none is starved.
+// probes (see MaxConnAge), hold at most seven eighths of the process's limit (RLIMIT_NOFILE, which
+// Go raises to its hard limit at start-up), and leave at least 256, so that the DNS server's own
+// sockets never run short; when a probe needs a descriptor and none is left, the kept connection
+// of the target due last is closed for it: kept connections give way to probes in flight. Memory:
+// with a Go memory limit (GOMEMLIMIT), the probes in flight take at most a quarter of it, at
+// probeMemory each. When either holds probes back, the engine logs it (Options.Logf), calls
+// Options.OnLimit, and Engine.Capacity says so. The probes still start in the order they are due,
+// so every target's probes are late alike (each interval stretched by the same wait) and none is
+// starved.
 
 // Capacity is what bounds the engine's probes in flight, and how they stand. Engine.Capacity
 // returns it.
@@ -42,8 +43,8 @@ type Capacity struct {
 	// lower when Options.MaxInFlight or the Go memory limit says so.
 	Max int
 	// FDs is how many file descriptors the process's probes may hold, in flight and kept idle:
-	// three quarters of RLIMIT_NOFILE. FDsInUse is how many they hold (the process's, over every
-	// engine).
+	// seven eighths of RLIMIT_NOFILE, leaving at least 256. FDsInUse is how many they hold (the
+	// process's, over every engine).
 	FDs, FDsInUse int
 	// Limit names what holds probes back, or was last seen to in the past second: "" (nothing),
 	// LimitFDs, LimitMemory or LimitOption.
@@ -54,7 +55,7 @@ type Capacity struct {
 
 // Limits that can hold probes back (Capacity.Limit).
 const (
-	LimitFDs    = "file descriptors" // the probes hold three quarters of RLIMIT_NOFILE
+	LimitFDs    = "file descriptors" // the probes hold their share of RLIMIT_NOFILE, and no kept connection is left to close
 	LimitMemory = "memory"           // Max is lowered by the Go memory limit (GOMEMLIMIT)
 	LimitOption = "MaxInFlight"      // Max is lowered by Options.MaxInFlight
 )
@@ -110,12 +111,18 @@ func (e *Engine) refreshLimits() {
 	if n == 0 {
 		n = fdLimit()
 	}
-	e.fds = int64(n) / 4 * 3
-	e.keepFDs.Store(e.fds - e.fds/8)
+	e.fds = probeFDs(n)
+	e.keepFDs.Store(e.fds)
 	e.memSlots = 0
 	if m := debug.SetMemoryLimit(-1); m > 0 && m < math.MaxInt64 {
 		e.memSlots = max(1, int(m/4/probeMemory))
 	}
+}
+
+// probeFDs returns the file descriptors that probes may hold under a limit of n: seven eighths,
+// leaving at least 256 (and at least half) to the rest of the process.
+func probeFDs(n int) int64 {
+	return int64(n - min(n/2, max(256, n/8)))
 }
 
 // fdLimit returns the process's file descriptor limit, or a large number when it has none.
@@ -146,26 +153,31 @@ func (e *Engine) Capacity() Capacity {
 	return c
 }
 
-// held records that limit holds the due probes back at now, and returns the Capacity to report
-// when that starts a limited spell. e.mu is held.
-func (e *Engine) held(limit string, now time.Time) (report *Capacity) {
-	e.heldAt = now
-	if e.limit == limit {
-		return nil
+// markHeld records that limit holds due probes back at now, and nudges the scheduler to report
+// it when that is news. e.mu is held.
+func (e *Engine) markHeld(limit string, now time.Time) {
+	e.heldAt, e.heldBy = now, limit
+	if e.limit != limit {
+		e.nudge()
 	}
-	e.limit = limit
-	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse()), Limit: limit}
-	return &c
 }
 
-// unheld ends a limited spell once no probe was held back for limitQuiet, and returns the
-// Capacity to report when it did. e.mu is held.
-func (e *Engine) unheld(now time.Time) (report *Capacity) {
-	if e.limit == "" || now.Sub(e.heldAt) < limitQuiet {
+// transition starts a limited spell when a limit was marked held, and ends it once no probe was
+// held back for limitQuiet; it returns the Capacity to report when either happened. Only the
+// scheduler calls it; e.mu is held.
+func (e *Engine) transition(now time.Time) (report *Capacity) {
+	switch {
+	case e.heldBy != "" && now.Sub(e.heldAt) < limitQuiet:
+		if e.limit == e.heldBy {
+			return nil
+		}
+		e.limit = e.heldBy
+	case e.limit != "":
+		e.limit, e.heldBy = "", ""
+	default:
 		return nil
 	}
-	e.limit = ""
-	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse())}
+	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse()), Limit: e.limit}
 	return &c
 }
 
@@ -185,7 +197,7 @@ func (e *Engine) report(c *Capacity, now time.Time) {
 	case c.Limit != "" && now.Sub(e.loggedAt) >= logEvery:
 		e.loggedAt, e.logged = now, true
 		what := map[string]string{
-			LimitFDs:    "the probes hold three quarters of the file descriptor limit (RLIMIT_NOFILE); raise it (LimitNOFILE)",
+			LimitFDs:    "the probes hold seven eighths of the file descriptor limit (RLIMIT_NOFILE); raise it (LimitNOFILE)",
 			LimitMemory: "the Go memory limit (GOMEMLIMIT) allows no more; raise it",
 			LimitOption: "Options.MaxInFlight allows no more",
 		}[c.Limit]

@@ -149,7 +149,7 @@ func TestFileDescriptorLimit(t *testing.T) {
 	var logs, limits []string
 	maxInUse := 0
 	e := NewEngine(Options{
-		fdLimit: 60, // 45 for probes, and 105 needed in flight
+		fdLimit: 90, // 45 for probes (half, as the limit is low), and 105 needed in flight
 		Logf: func(format string, args ...any) {
 			mu.Lock()
 			logs = append(logs, fmt.Sprintf(format, args...))

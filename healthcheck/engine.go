@@ -42,6 +42,10 @@ type Engine struct {
 	opts   Options
 	ctx    context.Context // ends when the engine closes; cancels running probes
 	cancel context.CancelFunc
+	// shards of ctx, which probes derive their own from: each child registers with its parent
+	// under the parent's lock, and with thousands of probes in flight and thousands of timeouts
+	// a second, one parent's lock was a convoy that stalled every probe.
+	shards [64]context.Context
 	wake   chan struct{} // nudges the scheduler: the queue's head changed, or a probe slot freed
 	wg     sync.WaitGroup
 
@@ -59,8 +63,10 @@ type Engine struct {
 	fds      int64        // the file descriptors the process's probes may hold
 	keepFDs  atomic.Int64 // a connection is kept while the probes hold fewer file descriptors
 	memSlots int          // the probes in flight the Go memory limit allows; 0 without one
+	idle     idleList     // queued targets that keep an idle connection
 	limit    string       // the limit holding probes back, or ""
-	heldAt   time.Time    // when limit last held a probe back
+	heldBy   string       // the limit that last held a probe back
+	heldAt   time.Time    // when
 
 	loggedAt time.Time // when a limit was last logged; the scheduler's
 	logged   bool      // a limit was logged and its end not yet
@@ -75,8 +81,12 @@ type entry struct {
 	index   int       // in the queue; -1 while the target is being probed, or when it is gone
 	gone    bool      // no subscription holds it any more
 	hys     hysteresis
-	share   int64  // its share of a probe slot now (see share)
-	keep    keeper // the connection its HTTP and gRPC probes reuse; used by its probe, or under the lock while queued
+	share   int64 // its share of a probe slot now (see share)
+	shard   uint8 // the shard of the engine's context that its probes derive theirs from
+	// idlePrev and idleNext link it in the engine's idleList while it is queued and keeps an
+	// idle connection.
+	idlePrev, idleNext *entry
+	keep               keeper // the connection its HTTP probes reuse; used by its probe, or under the lock while queued
 }
 
 // Change is a state change of a target.
@@ -99,6 +109,17 @@ func NewEngine(o Options) *Engine {
 	e.refreshLimits()
 	e.rebound()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	var cancels [len(e.shards)]context.CancelFunc
+	for i := range e.shards {
+		e.shards[i], cancels[i] = context.WithCancel(e.ctx)
+	}
+	cancel := e.cancel
+	e.cancel = func() {
+		cancel()
+		for _, c := range cancels {
+			c()
+		}
+	}
 	e.wg.Add(1)
 	go e.run()
 	return e
@@ -119,6 +140,7 @@ func (e *Engine) Close() {
 		}
 		clear(e.targets)
 		e.queue = nil
+		e.idle = idleList{}
 	}
 	e.mu.Unlock()
 	e.cancel()
@@ -265,7 +287,7 @@ func (e *Engine) add(t Target) *entry {
 	// Callers validate; this only keeps a bad config from spinning the scheduler.
 	t.Config.Interval = max(t.Config.Interval, MinInterval)
 	t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
-	ent := &entry{target: t, status: NewStatus(Unknown), index: -1, share: share(t.Config, false)}
+	ent := &entry{target: t, status: NewStatus(Unknown), index: -1, share: share(t.Config, false), shard: uint8(e.stats.Started % uint64(len(e.shards)))}
 	ent.keep.room = &e.keepFDs
 	e.targets[t.Key] = ent
 	e.shares += ent.share
@@ -346,6 +368,7 @@ func (e *Engine) release(ent *entry, s *Subscription) {
 	delete(e.targets, ent.target.Key)
 	if ent.index >= 0 { // queued; a target being probed closes its connection when the probe ends
 		e.queue.remove(ent.index)
+		e.idle.remove(ent)
 		ent.keep.close()
 	}
 }

@@ -50,11 +50,8 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
 	if err != nil {
 		return err
 	}
-	buf := buffers.Get().(*buffer)
-	defer buf.free()
-
 	if pc := k.take(time.Now()); pc != nil {
-		keep, stale, err := roundTrip(ctx, c, pc, true, req, wire, buf)
+		keep, stale, err := roundTrip(ctx, c, pc, true, req, wire)
 		if !stale {
 			k.done(pc, keep)
 			return err
@@ -67,7 +64,7 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
 	if err != nil {
 		return err
 	}
-	keep, _, err := roundTrip(ctx, c, pc, false, req, wire, buf)
+	keep, _, err := roundTrip(ctx, c, pc, false, req, wire)
 	k.done(pc, keep)
 	return err
 }
@@ -99,7 +96,7 @@ func connect(ctx context.Context, c Config, addr string) (*probeConn, error) {
 // carry the next request: the probe passed and the response was read to its end. stale says that
 // pc was reused (an earlier probe's connection) and the server had closed it before any byte of a
 // response came: the probe proves nothing yet and can be retried on a new connection.
-func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *http.Request, wire []byte, buf *buffer) (keep, stale bool, err error) {
+func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *http.Request, wire []byte) (keep, stale bool, err error) {
 	disarm := arm(ctx, pc.conn)
 	defer func() {
 		if !disarm() {
@@ -109,6 +106,11 @@ func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *h
 	if _, err := pc.conn.Write(wire); err != nil {
 		return false, reused && ctx.Err() == nil && isClosed(err), err
 	}
+	if err := pc.await(); err != nil {
+		return false, false, err
+	}
+	buf := buffers.Get().(*buffer)
+	defer buf.free()
 
 	cr := &capReader{r: pc.conn, n: maxHeader}
 	br := buf.r

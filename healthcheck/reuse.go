@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -30,10 +31,10 @@ import (
 //
 // A connection is kept only after a probe that passed, when the response allows it (HTTP/1.1
 // without "Connection: close", a body that ended within 64 KiB and nothing after it), and while
-// the probes, in flight and kept, hold less than seven eighths of their file descriptors (three
-// quarters of the process's limit; see capacity.go): kept connections give way to probes in
-// flight, and a low limit never takes descriptors from the DNS server. Probe, the function, never
-// reuses: every call is on its own.
+// the probes, in flight and kept, hold fewer than their file descriptors (seven eighths of the
+// process's limit; see capacity.go), so that a low limit never takes descriptors from the DNS
+// server; a probe that needs a descriptor when none is left closes the kept connection of the
+// target due last. Probe, the function, never reuses: every call is on its own.
 
 // MaxConnAge is the age after which a probe connection is closed rather than reused.
 const MaxConnAge = 30 * time.Second
@@ -114,12 +115,9 @@ func (k *keeper) close() {
 // keptConns counts the idle probe connections of the process.
 var keptConns atomic.Int64
 
-// keepFDs is the budget of put for a keeper of no engine: seven eighths of the probes' file
-// descriptors, as an engine's.
-var keepFDs = sync.OnceValue(func() int64 {
-	fds := int64(fdLimit()) / 4 * 3
-	return fds - fds/8
-})
+// keepFDs is the budget of put for a keeper of no engine: the probes' file descriptors, as an
+// engine's.
+var keepFDs = sync.OnceValue(func() int64 { return probeFDs(fdLimit()) })
 
 // arm bounds every read and write of conn by ctx: its deadline, and its end. The returned func
 // undoes the second; it returns false when ctx has already ended (conn's deadline is then in the
@@ -128,4 +126,27 @@ func arm(ctx context.Context, conn net.Conn) (disarm func() bool) {
 	d, _ := ctx.Deadline() // the zero time, no deadline, without one
 	conn.SetDeadline(d)
 	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// await waits until the probe connection has something to read, an end or an error, within its
+// deadline, and returns the deadline's error if that passes first. A probe calls it between
+// its request and the answer, so that a probe of a target that hangs holds no buffer while it
+// waits: 8 KiB each, times the thousands of such probes in flight in an outage. It waits on the
+// TCP socket, under TLS too (a record of the answer makes it readable), and costs one
+// non-blocking peek of one byte (the poller forgets what came before a wait, so a wait must
+// follow a try, as a read's does).
+func (c *probeConn) await() error {
+	sc, ok := c.raw.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN && err != syscall.EINTR // data, an end or an error: Read tells
+	})
 }

@@ -37,15 +37,10 @@ func (e *Engine) run() {
 			e.wg.Add(1)
 			go e.work(ent)
 		}
-		var report *Capacity
-		switch {
-		case fdsHeld:
-			report = e.held(LimitFDs, now)
-		case e.inFlight >= e.max && e.maxLimit != "" && e.isDue(now):
-			report = e.held(e.maxLimit, now)
-		default:
-			report = e.unheld(now)
+		if !fdsHeld && e.inFlight >= e.max && e.maxLimit != "" && e.isDue(now) {
+			e.markHeld(e.maxLimit, now)
 		}
+		report := e.transition(now)
 		wait := time.Duration(-1) // until nudged: a slot that frees nudges
 		switch {
 		case fdsHeld:
@@ -81,17 +76,24 @@ func (e *Engine) isDue(now time.Time) bool {
 
 // due takes the first target of the queue if it is due at now (give or take slack) and a probe
 // of it can have a file descriptor: it has a connection kept, or the process's probes hold fewer
-// than the engine's share. Otherwise it returns nil, and fdsHeld says whether a due target waits
-// for a file descriptor. e.mu is held.
+// than the engine's share, or a kept connection of another target can be closed for it.
+// Otherwise it returns nil, and fdsHeld says whether a due target waits for a file descriptor.
+// e.mu is held.
 func (e *Engine) due(now time.Time) (ent *entry, fdsHeld bool) {
 	if !e.isDue(now) {
 		return nil, false
 	}
 	if e.queue[0].keep.idle == nil && fdsInUse() >= e.fds {
-		return nil, true
+		// Kept connections give way to probes: close the one of the target due last, or wait.
+		if !e.idle.evict() {
+			e.markHeld(LimitFDs, now)
+			return nil, true
+		}
 	}
 	probing.Add(1)
-	return heap.Pop(&e.queue).(*entry), false
+	ent = heap.Pop(&e.queue).(*entry)
+	e.idle.remove(ent)
+	return ent, false
 }
 
 // rebound sets the bound on probes in flight from the targets' shares, and nudges the scheduler
@@ -115,6 +117,9 @@ func (e *Engine) nudge() {
 // push queues ent for its due time. e.mu is held.
 func (e *Engine) push(ent *entry) {
 	heap.Push(&e.queue, ent)
+	if ent.keep.idle != nil {
+		e.idle.push(ent)
+	}
 	if ent.index == 0 {
 		e.nudge() // ent is due before what the scheduler sleeps for
 	}
@@ -134,7 +139,7 @@ func (e *Engine) work(ent *entry) {
 func (e *Engine) probe(ent *entry) *entry {
 	t := ent.target
 	start := time.Now()
-	res := probeWith(e.ctx, t, &ent.keep)
+	res := probeWith(e.shards[ent.shard], t, &ent.keep)
 	probing.Add(-1)
 	if e.ctx.Err() != nil {
 		ent.keep.close()
@@ -216,6 +221,9 @@ func (e *Engine) next(now time.Time) *entry {
 	if !e.closed && e.inFlight <= e.max {
 		var ent *entry
 		if ent, fdsHeld = e.due(now); ent != nil {
+			if e.inFlight >= e.max && e.maxLimit != "" && e.isDue(now) {
+				e.markHeld(e.maxLimit, now) // and more wait for a slot
+			}
 			return ent
 		}
 	}
@@ -254,3 +262,45 @@ func (q *queue) Pop() any {
 
 // remove takes the target at index i out of the queue.
 func (q *queue) remove(i int) { heap.Remove(q, i) }
+
+// idleList lists the queued targets that keep an idle connection, the last queued first: when
+// file descriptors run short, their connections are closed, that one first, so that probes in
+// flight never wait for connections kept for later. The engine's lock guards it.
+type idleList struct{ first *entry }
+
+// push puts ent first.
+func (l *idleList) push(ent *entry) {
+	ent.idleNext, ent.idlePrev = l.first, nil
+	if l.first != nil {
+		l.first.idlePrev = ent
+	}
+	l.first = ent
+}
+
+// remove takes ent out of l, if it is in.
+func (l *idleList) remove(ent *entry) {
+	if ent.idlePrev == nil && l.first != ent {
+		return
+	}
+	if ent.idlePrev != nil {
+		ent.idlePrev.idleNext = ent.idleNext
+	} else {
+		l.first = ent.idleNext
+	}
+	if ent.idleNext != nil {
+		ent.idleNext.idlePrev = ent.idlePrev
+	}
+	ent.idlePrev, ent.idleNext = nil, nil
+}
+
+// evict closes the connection of the first target of l and takes it out; it returns false when
+// l is empty.
+func (l *idleList) evict() bool {
+	ent := l.first
+	if ent == nil {
+		return false
+	}
+	l.remove(ent)
+	ent.keep.close()
+	return true
+}
