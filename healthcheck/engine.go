@@ -86,7 +86,7 @@ type entry struct {
 	// idlePrev and idleNext link it in the engine's idleList while it is queued and keeps an
 	// idle connection.
 	idlePrev, idleNext *entry
-	keep               keeper // the connection its HTTP probes reuse; used by its probe, or under the lock while queued
+	keep               keeper // the connection its HTTP and gRPC probes reuse; used by its probe, or under the lock while queued
 }
 
 // Change is a state change of a target.

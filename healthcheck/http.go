@@ -165,6 +165,7 @@ func isClosed(err error) bool {
 type buffer struct {
 	r    *bufio.Reader // the response
 	body []byte        // the start of the body, for ExpectBody
+	out  bytes.Buffer  // the frames a gRPC probe writes
 }
 
 var buffers = sync.Pool{New: func() any { return &buffer{r: bufio.NewReader(nil), body: make([]byte, 0, 4<<10)} }}
@@ -173,6 +174,9 @@ var buffers = sync.Pool{New: func() any { return &buffer{r: bufio.NewReader(nil)
 func (b *buffer) free() {
 	if cap(b.body) > 16<<10 {
 		b.body = make([]byte, 0, 4<<10)
+	}
+	if b.out.Cap() > 16<<10 {
+		b.out = bytes.Buffer{}
 	}
 	buffers.Put(b)
 }

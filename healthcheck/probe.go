@@ -40,11 +40,11 @@ const (
 
 // Probe runs one probe of t now, on a new connection, and returns its result; it changes no
 // state. It returns within t.Config.Timeout, or sooner when ctx ends. Call it to check a target
-// once; the Engine probes on schedule, reusing HTTP connections (see MaxConnAge).
+// once; the Engine probes on schedule, reusing HTTP and gRPC connections (see MaxConnAge).
 func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil) }
 
-// probeWith is Probe; an HTTP or HTTPS probe takes its connection from k and leaves it there for
-// the next probe when it can (k nil: a new connection, closed at the end).
+// probeWith is Probe; an HTTP, HTTPS or gRPC probe takes its connection from k and leaves it
+// there for the next probe when it can (k nil: a new connection, closed at the end).
 func probeWith(ctx context.Context, t Target, k *keeper) Result {
 	c := t.Config.Normalize()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
@@ -60,7 +60,7 @@ func probeWith(ctx context.Context, t Target, k *keeper) Result {
 	case TypeDNS:
 		err = probeDNS(ctx, c, t.Address)
 	case TypeGRPC:
-		err = probeGRPC(ctx, c, t.Address)
+		err = probeGRPC(ctx, c, t.Address, k)
 	default:
 		err = fmt.Errorf("check type %q: %w", c.Type, ErrType)
 	}

@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// HTTP and HTTPS probes that the Engine runs reuse their connection: the next probe of the same
-// target sends its request on the connection the last one left open (HTTP/1.1 keep-alive).
+// HTTP, HTTPS and gRPC probes that the Engine runs reuse their connection: the next probe of the
+// same target sends its request on the connection the last one left open (HTTP/1.1 keep-alive;
+// for gRPC, the next stream of the HTTP/2 connection).
 //
 // Why: a new TCP connection per probe is most of a probe's cost (socket, connect, the handshake,
 // epoll registration and close: 70% of the CPU of 2,000 probes/s in a profile, and for HTTPS a TLS
@@ -44,6 +45,7 @@ type probeConn struct {
 	raw  net.Conn  // the TCP connection
 	conn net.Conn  // raw, or the TLS client over it
 	born time.Time // when it was dialled
+	h2   *h2Conn   // for gRPC: the HTTP/2 connection's state
 }
 
 // close closes the connection (a reset: dial sets SO_LINGER 0).
@@ -54,8 +56,9 @@ func (c *probeConn) close() { c.raw.Close() }
 // closes it, under its lock, when the target stops while not being probed.
 type keeper struct {
 	idle *probeConn
-	req  *http.Request // the target's request, made at its first probe
-	wire []byte        // req, encoded
+	req  *http.Request // the target's HTTP request, made at its first probe
+	wire []byte        // req, encoded; for gRPC, the call's header block
+	msg  []byte        // for gRPC, the call's DATA
 	room *atomic.Int64 // a connection is kept while the probes hold fewer file descriptors; nil: keepFDs()
 }
 
