@@ -1,6 +1,6 @@
-// Command steerctl is the operator CLI of steerdns. `steerctl check` validates zone policy
-// files offline, exactly as the steer plugin loads them; status, explain, drain and undrain
-// will talk to the plugin's admin API, which is not built yet.
+// Command steerctl is the operator CLI of steerdns. check validates policy files offline,
+// exactly as the steer plugin loads them. status, explain, history, overrides, drain, force-up
+// and undrain talk to the admin API of a running steerdns (package plugin/steer/admin).
 package main
 
 import (
@@ -16,9 +16,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // Exit codes.
 const (
-	exitOK    = 0 // success; for check, every file is valid
-	exitFail  = 1 // check found a problem
-	exitUsage = 2 // the command line is wrong, or the command is not built yet
+	exitOK    = 0 // success
+	exitFail  = 1 // a finding: an invalid file, a target down, no such name, target or override
+	exitUsage = 2 // the command line is wrong, the admin API cannot be reached or answers an error
 )
 
 // command is one subcommand of steerctl.
@@ -37,10 +37,18 @@ Usage:
 
 Commands:
 %s
-Exit status: 0 on success, 1 when check finds a problem, 2 on a usage error.
+check reads policy files; no server is needed. The other commands talk to the admin
+API of a running steerdns (the steer plugin's "admin" option):
+  --admin URL         default $STEER_ADMIN, else http://127.0.0.1:9480
+  --token-file FILE   the bearer token of writes (drain, force-up, undrain); default: the token
+                      in $STEER_TOKEN
 
-status, explain, drain and undrain talk to the admin API of a running steerdns (the steer
-plugin's "admin" option). That API is not built yet: these commands only say so, and exit 2.
+Exit status:
+  0  success
+  1  a finding: check found an invalid file, or the server knows no such name, target or
+     override (undrain found nothing to remove)
+  2  a usage error; the admin API cannot be reached (10 s timeout), or it answered an error
+     other than 404 (its message is printed: 401 is a missing or wrong token)
 
 Run "steerctl help COMMAND" or "steerctl COMMAND --help" for the options of a command.
 `
@@ -48,10 +56,13 @@ Run "steerctl help COMMAND" or "steerctl COMMAND --help" for the options of a co
 func commands() []*command {
 	return []*command{
 		{name: "check", summary: "validate zone policy files offline, as the server loads them", help: checkHelp, run: runCheck},
-		{name: "status", summary: "show zones, services, pools and endpoint health (admin API: not built yet)", help: statusHelp, run: runAdmin},
-		{name: "explain", summary: "show how a query would be answered, step by step (admin API: not built yet)", help: explainHelp, run: runAdmin},
-		{name: "drain", summary: "take an endpoint, a pool or a region out of the answers (admin API: not built yet)", help: drainHelp, run: runAdmin},
-		{name: "undrain", summary: "remove a drain or force-up override (admin API: not built yet)", help: undrainHelp, run: runAdmin},
+		{name: "status", summary: "show zones, services, pools and the state of each endpoint", help: statusHelp, run: runStatus},
+		{name: "explain", summary: "show how a query would be answered now, step by step", help: explainHelp, run: runExplain},
+		{name: "history", summary: "show the recent changes of endpoint states", help: historyHelp, run: runHistory},
+		{name: "overrides", summary: "list the active drain and force-up overrides", help: overridesHelp, run: runOverrides},
+		{name: "drain", summary: "take an endpoint, a pool or a region out of the answers", help: drainHelp, run: runDrain},
+		{name: "force-up", summary: "keep an endpoint, a pool or a region in the answers", help: forceUpHelp, run: runForceUp},
+		{name: "undrain", summary: "remove overrides (by ID or target): health checks decide again", help: undrainHelp, run: runUndrain},
 		{name: "help", summary: "show this text, or the help of a command", help: "Usage: steerctl help [COMMAND]\n\nShows the list of commands, or the help of COMMAND.\n", run: runHelp},
 	}
 }
@@ -68,7 +79,7 @@ func lookup(name string) *command {
 func printUsage(w io.Writer) {
 	var b strings.Builder
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, usage, b.String())
 }
@@ -141,54 +152,4 @@ func parseFlags(c *command, fs *flag.FlagSet, args []string, stdout, stderr io.W
 		rest = append(rest, left[0])
 		args = left[1:]
 	}
-}
-
-const statusHelp = `Usage: steerctl status [--admin ADDR] [ZONE...]
-
-Shows the zones a running steerdns serves: services, pools, endpoints, their health state, the
-last change and the last error of each policy file (GET /v1/status of the admin API).
-
-Not built yet: the admin API does not exist yet, so this command exits 2.
-`
-
-const explainHelp = `Usage: steerctl explain [--admin ADDR] [--client IP] NAME [TYPE]
-
-Shows how a running steerdns would answer a query for NAME (type A by default) from a client
-at IP: the service, its policy, each pool's health and the answer, step by step
-(GET /v1/explain of the admin API).
-
-Not built yet: the admin API does not exist yet, so this command exits 2.
-`
-
-const drainHelp = `Usage: steerctl drain [--admin ADDR] [--token-file FILE] ZONE SERVICE [POOL|ENDPOINT]
-       steerctl drain [--admin ADDR] [--token-file FILE] --region REGION
-
-Takes an endpoint, a pool or a whole region out of the answers at once, as if it were down,
-without touching the policy file. The override is kept across restarts (POST /v1/overrides
-of the admin API).
-
-Not built yet: the admin API does not exist yet, so this command exits 2.
-`
-
-const undrainHelp = `Usage: steerctl undrain [--admin ADDR] [--token-file FILE] OVERRIDE-ID
-
-Removes a drain or force-up override; health checks decide again (DELETE /v1/overrides/{id}
-of the admin API).
-
-Not built yet: the admin API does not exist yet, so this command exits 2.
-`
-
-// runAdmin stands for the commands of the admin API until it exists.
-func runAdmin(c *command, args []string, stdout, stderr io.Writer) int {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-h" || a == "-help" || a == "--help" {
-			fmt.Fprint(stdout, c.help)
-			return exitOK
-		}
-	}
-	fmt.Fprintf(stderr, "steerctl: %s: the admin API is not built yet\n", c.name)
-	return exitUsage
 }

@@ -2,12 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/steerdns/steerdns/plugin/steer/admin"
 )
 
 // steerctl runs the command line and returns its exit code, stdout and stderr.
@@ -239,7 +249,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"-h"}, 0, "admin API", ""},
 		{[]string{"help"}, 0, "Exit status", ""},
 		{[]string{"help", "check"}, 0, "Usage: steerctl check [--format text|json] FILE|DIR...", ""},
-		{[]string{"help", "drain"}, 0, "Not built yet", ""},
+		{[]string{"help", "drain"}, 0, "POST /v1/overrides", ""},
 		{[]string{"help", "nope"}, 2, "", `unknown command "nope"`},
 		{[]string{"help", "check", "status"}, 2, "", "one command at most"},
 		{[]string{"nope"}, 2, "", `steerctl: unknown command "nope"`},
@@ -250,10 +260,25 @@ func TestUsage(t *testing.T) {
 		{[]string{"check", "--format", "xml", "a.yaml"}, 2, "", `--format is text or json, not "xml"`},
 		{[]string{"check", "--nope", "a.yaml"}, 2, "", "flag provided but not defined: -nope"},
 		{[]string{"check", "--format"}, 2, "", "flag needs an argument"},
-		{[]string{"status"}, 2, "", "steerctl: status: the admin API is not built yet\n"},
-		{[]string{"explain", "www.example.com.", "AAAA"}, 2, "", "steerctl: explain: the admin API is not built yet\n"},
-		{[]string{"drain", "example.com.", "www"}, 2, "", "steerctl: drain: the admin API is not built yet\n"},
-		{[]string{"undrain", "1"}, 2, "", "steerctl: undrain: the admin API is not built yet\n"},
+		{[]string{"status", "zone"}, 2, "", `no arguments, only options ("zone" is one too many)`},
+		{[]string{"status", "--state", "sick"}, 2, "", `--state is one of up, down, unknown, drained, forced-up, restored, not "sick"`},
+		{[]string{"status", "--admin", "ftp://x"}, 2, "", `the admin URL "ftp://x" is not http://HOST:PORT`},
+		{[]string{"explain"}, 2, "", "name the query: NAME [TYPE]"},
+		{[]string{"explain", "a.", "A", "x"}, 2, "", `NAME [TYPE] at most ("x" is one too many)`},
+		{[]string{"history", "--since", "yesterday"}, 2, "", `--since "yesterday" is neither a duration`},
+		{[]string{"drain"}, 2, "", "name the TARGET"},
+		{[]string{"drain", "example.com.", "www"}, 2, "", `one TARGET at a time ("www" is one too many)`},
+		{[]string{"drain", "www"}, 2, "", `target "www" is not endpoint:ADDR, pool:ZONE/SERVICE/REGION, region:NAME or an IP address`},
+		{[]string{"drain", "pool:example.com/www"}, 2, "", `pool target "pool:example.com/www" is not pool:ZONE/SERVICE/REGION`},
+		{[]string{"drain", "region:eu-west", "--ttl", "soon"}, 2, "", `--ttl "soon" is not a positive duration`},
+		{[]string{"force-up", "region:eu-west", "--ttl", "-5m"}, 2, "", `--ttl "-5m" is not a positive duration`},
+		{[]string{"drain", "region:eu-west", "--token-file", "/nonexistent/token"}, 2, "", "--token-file: /nonexistent/token: no such file or folder"},
+		{[]string{"undrain"}, 2, "", "name an override ID, or a TARGET"},
+		{[]string{"undrain", "pool:x"}, 2, "", `pool target "pool:x" is not pool:ZONE/SERVICE/REGION`},
+		{[]string{"explain", "--help"}, 0, "Usage: steerctl explain [--client ADDR|PREFIX]", ""},
+		{[]string{"force-up", "-h"}, 0, "$USER@hostname", ""},
+		{[]string{"help", "history"}, 0, "--since DURATION", ""},
+		{[]string{"overrides", "--help"}, 0, "STEER_ADMIN", ""},
 		{[]string{"status", "--help"}, 0, "Usage: steerctl status", ""},
 		{[]string{"undrain", "-h"}, 0, "DELETE /v1/overrides", ""},
 	} {
@@ -280,11 +305,407 @@ func TestCheckDashDash(t *testing.T) {
 func TestHelpListsEveryCommand(t *testing.T) {
 	_, out, _ := steerctl("help")
 	for _, c := range commands() {
-		if !strings.Contains(out, fmt.Sprintf("\n  %-8s ", c.name)) {
+		if !strings.Contains(out, fmt.Sprintf("\n  %-10s ", c.name)) {
 			t.Errorf("help does not list %s:\n%s", c.name, out)
 		}
 		if !strings.HasPrefix(c.help, "Usage: steerctl "+c.name) {
 			t.Errorf("help of %s does not start with its usage", c.name)
 		}
+	}
+}
+
+// fakeBackend is the plugin as the admin API sees it, with fixed contents; it records what it
+// was asked.
+type fakeBackend struct {
+	mu        sync.Mutex
+	status    admin.Status
+	filter    admin.Filter
+	history   []admin.Transition
+	since     time.Time
+	endpoint  string
+	explained []string // name, type, client of the last explain
+	overrides []admin.Override
+	requests  []admin.OverrideRequest
+	next      int
+}
+
+var _ admin.Backend = (*fakeBackend)(nil)
+
+// knownTargets are the targets the fake serves.
+var knownTargets = []string{"endpoint:192.0.2.10", "endpoint:192.0.2.11", "pool:example.com./www/us-east", "region:eu-west", "region:us-east"}
+
+func (b *fakeBackend) Status(f admin.Filter) *admin.Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.filter = f
+	st := b.status
+	return &st
+}
+
+func (b *fakeBackend) Explain(_ context.Context, name, qtype, client string) (any, error) {
+	b.mu.Lock()
+	b.explained = []string{name, qtype, client}
+	b.mu.Unlock()
+	switch name {
+	case "nope.example.org":
+		return nil, &admin.NotFound{Msg: "nope.example.org is in no zone served here", Known: []string{"example.com."}}
+	case "boom.example.com":
+		return nil, errors.New("the view is gone")
+	}
+	scope, ttl := 24, uint32(30)
+	return map[string]any{
+		"name": name + ".", "type": qtype, "zone": "example.com.", "rcode": "NOERROR",
+		"client":   map[string]any{"prefix": client, "from": "ecs", "country": "US", "continent": "NA"},
+		"services": []map[string]any{{"name": name + ".", "policy": "failover", "chosen": "us-east", "outcome": "primary", "pools": []any{}}},
+		"scope":    scope, "ttl": ttl,
+		"answer": []string{name + ".\t30\tIN\tAAAA\t2001:db8::10"},
+		"steps":  []string{"client " + client + " is in region us-east (networks)", "  pool us-east: healthy (1 of 1 up, min 1)", "  chose us-east"},
+	}, nil
+}
+
+func (b *fakeBackend) History(since time.Time, endpoint string) []admin.Transition {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.since, b.endpoint = since, endpoint
+	return b.history
+}
+
+func (b *fakeBackend) Overrides() []admin.Override {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.overrides)
+}
+
+func (b *fakeBackend) AddOverride(r admin.OverrideRequest) (admin.Override, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.requests = append(b.requests, r)
+	target := strings.Replace(r.Target, "pool:example.com/", "pool:example.com./", 1)
+	if !slices.Contains(knownTargets, target) {
+		return admin.Override{}, &admin.NotFound{Msg: fmt.Sprintf("%s is not served", r.Target), Known: knownTargets}
+	}
+	b.next++
+	o := admin.Override{ID: fmt.Sprintf("ov%d", b.next), Target: target, Action: r.Action, Created: time.Now().UTC(), Reason: r.Reason, By: r.By}
+	if r.TTL != "" {
+		d, _ := time.ParseDuration(r.TTL)
+		e := o.Created.Add(d)
+		o.Expires = &e
+	}
+	b.overrides = append([]admin.Override{o}, b.overrides...)
+	return o, nil
+}
+
+func (b *fakeBackend) DeleteOverride(id string) (admin.Override, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := slices.IndexFunc(b.overrides, func(o admin.Override) bool { return o.ID == id })
+	if i < 0 {
+		var known []string
+		for _, o := range b.overrides {
+			known = append(known, o.ID)
+		}
+		return admin.Override{}, &admin.NotFound{Msg: fmt.Sprintf("no override %s", id), Known: known}
+	}
+	o := b.overrides[i]
+	b.overrides = slices.Delete(b.overrides, i, i+1)
+	return o, nil
+}
+
+const testToken = "s3cret-token"
+
+// adminServer starts the real admin API with the token, on the fake backend, and clears the
+// environment's defaults so that only the options count. It returns the options that reach it.
+func adminServer(t *testing.T) (*fakeBackend, []string) {
+	t.Helper()
+	t.Setenv("STEER_ADMIN", "")
+	t.Setenv("STEER_TOKEN", "")
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	since := now.Add(-4*time.Minute - 12*time.Second)
+	lat, slow := 1.25, 2100.0
+	b := &fakeBackend{
+		status: admin.Status{
+			Node: "ns1", Time: now, Version: 42, Ready: true,
+			Counts: map[string]int{"up": 1, "down": 1, "drained": 1},
+			Zones: []admin.Zone{{Origin: "example.com.", File: "zones/example.com.yaml", Serial: 7, Services: []admin.Service{{
+				Name: "www", Policy: "failover", Pools: []admin.Pool{
+					{Region: "us-east", Healthy: true, MinHealthy: 1, Endpoints: []admin.Endpoint{
+						{Address: "192.0.2.10", Check: "web", State: "up", Source: "probe", Since: &since, LastResult: "ok", LatencyMs: &lat},
+						{Address: "192.0.2.11", Check: "web", State: "drained", Source: "override", Override: "ov9", Since: &since},
+					}},
+					{Region: "", Healthy: false, MinHealthy: 1, Endpoints: []admin.Endpoint{
+						{Address: "198.51.100.10", Check: "web", State: "down", Source: "restored", Reason: "timeout", Error: "no answer\twithin 2s", LatencyMs: &slow},
+					}},
+				}}}}},
+			Overrides: []admin.Override{{ID: "ov9", Target: "endpoint:192.0.2.11", Action: "drain", Created: since, By: "alice@ops", Reason: "disk failing"}},
+			Files:     []admin.PolicyFile{{Path: "zones/example.com.yaml", Zone: "example.com."}, {Path: "zones/bad.yaml", Error: "bad.yaml:3: zone: required"}},
+			StateDir:  &admin.StateDir{Path: "/var/lib/steerdns", LastError: "no space left on device"},
+		},
+		history: []admin.Transition{
+			{Time: since, Endpoint: "198.51.100.10", Check: "web", From: "up", To: "down", Reason: "timeout", Node: "ns1", LatencyMs: &slow},
+		},
+	}
+	srv := httptest.NewServer(admin.NewHandler(b, admin.Options{Token: testToken}))
+	t.Cleanup(srv.Close)
+	return b, []string{"--admin", srv.URL}
+}
+
+// tokenFile writes token to a file and returns the option that names it.
+func tokenFile(t *testing.T, token string) []string {
+	f := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--token-file", f}
+}
+
+func TestAdminCommands(t *testing.T) {
+	b, at := adminServer(t)
+	tok := tokenFile(t, testToken)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string // substrings, in order
+		stderr []string
+	}{
+		{"status table", []string{"status"}, 0, []string{
+			"node ns1, ready, view 42, at 2026-03-01T12:00:00Z\n",
+			"endpoints: 1 up, 1 down, 1 drained\n",
+			"zone example.com. (zones/example.com.yaml, serial 7)\n",
+			"SERVICE  POLICY    POOL                  ENDPOINT       CHECK  STATE    SOURCE        SINCE  REASON   LATENCY  ERROR\n",
+			"www      failover  us-east               192.0.2.10     web    up       probe         4m12s  -        1.2ms    -\n",
+			"www      failover  us-east               192.0.2.11     web    drained  override ov9  4m12s  -        -        -\n",
+			"www      failover  pools[1] (unhealthy)  198.51.100.10  web    down     restored      -      timeout  2.10s    no answer within 2s\n",
+			"overrides:\n", "ov9", "drain", "endpoint:192.0.2.11", "never", "alice@ops", "disk failing",
+			"policy file zones/bad.yaml: not loaded: bad.yaml:3: zone: required\n",
+			"state_dir /var/lib/steerdns: last error: no space left on device\n",
+		}, nil},
+		{"explain", []string{"explain", "www.example.com", "aaaa", "--client", "192.0.2.0/24"}, 0, []string{
+			"www.example.com. AAAA: NOERROR (zone example.com.)\n",
+			"client: 192.0.2.0/24 (ECS), country US, continent NA\n",
+			"steps:\n  client 192.0.2.0/24 is in region us-east (networks)\n    pool us-east: healthy (1 of 1 up, min 1)\n    chose us-east\n",
+			"answer (TTL 30, ECS scope /24, www.example.com.: primary):\n  www.example.com.\t30\tIN\tAAAA\t2001:db8::10\n",
+		}, nil},
+		{"explain 404", []string{"explain", "nope.example.org"}, 1, nil, []string{"steerctl: explain: nope.example.org is in no zone served here\nknown: example.com.\n"}},
+		{"explain 500", []string{"explain", "boom.example.com"}, 2, nil, []string{"steerctl: explain: the view is gone\n"}},
+		{"history", []string{"history", "--since", "1h", "--endpoint", "198.51.100.10"}, 0, []string{
+			"TIME                  ENDPOINT       CHECK  FROM  TO    REASON   NODE  LATENCY\n",
+			"2026-03-01T11:55:48Z  198.51.100.10  web    up    down  timeout  ns1   2.10s\n",
+		}, nil},
+		{"overrides", []string{"overrides"}, 0, []string{"no active overrides\n"}, nil},
+		{"drain without a token", []string{"drain", "region:eu-west"}, 2, nil, []string{
+			"steerctl: drain: this call needs Authorization: Bearer TOKEN", "No token was given: use --token-file FILE or set STEER_TOKEN.\n"}},
+		{"drain with a wrong token", append([]string{"drain", "region:eu-west"}, tokenFile(t, "guess")...), 2, nil, []string{
+			"steerctl: drain: this call needs Authorization: Bearer TOKEN", "The token given was refused"}},
+		{"drain what does not exist", append([]string{"drain", "region:mars"}, tok...), 1, nil, []string{
+			"steerctl: drain: region:mars is not served\nknown: endpoint:192.0.2.10, endpoint:192.0.2.11, pool:example.com./www/us-east, region:eu-west, region:us-east\n"}},
+		{"undrain an unknown ID", append([]string{"undrain", "ov404"}, tok...), 1, nil, []string{"steerctl: undrain: no override ov404\n"}},
+		{"undrain a target without overrides", append([]string{"undrain", "region:us-east"}, tok...), 1, nil, []string{"steerctl: undrain: no active override of region:us-east\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := steerctl(append(tc.args, at...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout %s\nstderr %s", code, tc.code, out, errs)
+			}
+			inOrder(t, "stdout", out, tc.stdout)
+			inOrder(t, "stderr", errs, tc.stderr)
+			if tc.stderr == nil && errs != "" {
+				t.Errorf("stderr %q", errs)
+			}
+		})
+	}
+
+	// What the server was asked.
+	if got := b.explained; !slices.Equal(got, []string{"boom.example.com", "A", ""}) {
+		t.Errorf("last explain %q", got)
+	}
+	if b.endpoint != "198.51.100.10" || time.Since(b.since) < 59*time.Minute || time.Since(b.since) > 61*time.Minute {
+		t.Errorf("history asked since %v endpoint %q", b.since, b.endpoint)
+	}
+	if len(b.requests) != 1 { // the refused ones never reached the backend
+		t.Errorf("override requests %+v", b.requests)
+	}
+}
+
+// inOrder checks that each of want is in s, after the one before.
+func inOrder(t *testing.T, what, s string, want []string) {
+	t.Helper()
+	rest := s
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Errorf("%s does not have %q (after the previous ones):\n%s", what, w, s)
+			return
+		}
+		rest = rest[i+len(w):]
+	}
+}
+
+func TestStatusFilterAndJSON(t *testing.T) {
+	b, at := adminServer(t)
+	code, out, errs := steerctl(append([]string{"status", "--zone", "example.com", "--service", "www", "--state", "down", "--json"}, at...)...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d stderr %q", code, errs)
+	}
+	if want := (admin.Filter{Zone: "example.com.", Service: "www", State: "down"}); b.filter != want {
+		t.Errorf("filter %+v, want %+v", b.filter, want)
+	}
+	var st admin.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if st.Node != "ns1" || len(st.Zones) != 1 || len(st.Zones[0].Services[0].Pools) != 2 || st.StateDir.LastError == "" {
+		t.Errorf("%+v", st)
+	}
+
+	// Nothing matches: said so.
+	b.status.Zones = nil
+	code, out, _ = steerctl(append([]string{"status", "--state", "forced-up"}, at...)...)
+	if code != 0 || !strings.Contains(out, "\nno endpoints match\n") {
+		t.Errorf("exit %d stdout %s", code, out)
+	}
+}
+
+func TestReadCommandsJSON(t *testing.T) {
+	_, at := adminServer(t)
+	tok := tokenFile(t, testToken)
+	if code, _, errs := steerctl(append([]string{"drain", "192.0.2.10", "--by", "bob"}, append(at, tok...)...)...); code != 0 {
+		t.Fatalf("drain: exit %d: %s", code, errs)
+	}
+
+	code, out, _ := steerctl(append([]string{"explain", "www.example.com", "--json"}, at...)...)
+	var ex explanation
+	if err := json.Unmarshal([]byte(out), &ex); code != 0 || err != nil || ex.Rcode != "NOERROR" || len(ex.Steps) != 3 || len(ex.Answer) != 1 || *ex.TTL != 30 {
+		t.Errorf("explain: exit %d %v %+v", code, err, ex)
+	}
+
+	code, out, _ = steerctl(append([]string{"history", "--json"}, at...)...)
+	var h struct{ Transitions []admin.Transition }
+	if err := json.Unmarshal([]byte(out), &h); code != 0 || err != nil || len(h.Transitions) != 1 || h.Transitions[0].To != "down" {
+		t.Errorf("history: exit %d %v %+v", code, err, h)
+	}
+
+	code, out, _ = steerctl(append([]string{"overrides", "--json"}, at...)...)
+	var l struct{ Overrides []admin.Override }
+	if err := json.Unmarshal([]byte(out), &l); code != 0 || err != nil || len(l.Overrides) != 1 || l.Overrides[0].By != "bob" || l.Overrides[0].Target != "endpoint:192.0.2.10" {
+		t.Errorf("overrides: exit %d %v %+v", code, err, l)
+	}
+	code, out, _ = steerctl(append([]string{"overrides"}, at...)...)
+	if code != 0 || !strings.Contains(out, "ov1  drain   endpoint:192.0.2.10") || !strings.Contains(out, "  never    bob  -\n") {
+		t.Errorf("overrides: exit %d\n%s", code, out)
+	}
+}
+
+func TestDrainForceUpUndrain(t *testing.T) {
+	b, at := adminServer(t)
+	at = append(at, tokenFile(t, testToken)...)
+	t.Setenv("USER", "carol")
+	host, _ := os.Hostname()
+
+	// A bare IP is endpoint:IP; --by defaults to $USER@hostname.
+	code, out, errs := steerctl(append([]string{"drain", "192.0.2.10", "--ttl", "30m", "--reason", "disk failing"}, at...)...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d stderr %q", code, errs)
+	}
+	want := admin.OverrideRequest{Target: "endpoint:192.0.2.10", Action: "drain", TTL: "30m", Reason: "disk failing", By: "carol@" + host}
+	if b.requests[0] != want {
+		t.Errorf("request %+v, want %+v", b.requests[0], want)
+	}
+	inOrder(t, "stdout", out, []string{"override ov1: drain endpoint:192.0.2.10, until 20", "(in 29m5", "s), by carol@" + host + ": disk failing\n", "undo: steerctl undrain ov1\n"})
+
+	// force-up, --json: the override as the API wrote it.
+	code, out, _ = steerctl(append([]string{"force-up", "pool:example.com/www/us-east", "--by", "dave", "--json"}, at...)...)
+	var o admin.Override
+	if err := json.Unmarshal([]byte(out), &o); code != 0 || err != nil || o.ID != "ov2" || o.Action != "force-up" || o.Target != "pool:example.com./www/us-east" || o.Expires != nil {
+		t.Errorf("exit %d %v %+v", code, err, o)
+	}
+
+	// Two overrides of one region, and another: undrain by the target removes those two.
+	for range 2 {
+		if code, _, errs := steerctl(append([]string{"drain", "region:eu-west"}, at...)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+	}
+	code, out, errs = steerctl(append([]string{"undrain", "region:eu-west"}, at...)...)
+	if code != 0 || errs != "" {
+		t.Fatalf("undrain: exit %d stderr %q", code, errs)
+	}
+	inOrder(t, "stdout", out, []string{"removed override ov4: drain region:eu-west, until removed, by carol@", "removed override ov3: drain region:eu-west"})
+	if got := ids(b.Overrides()); !slices.Equal(got, []string{"ov2", "ov1"}) {
+		t.Errorf("left %q", got)
+	}
+
+	// A pool target written otherwise (zone without its dot, a service fully qualified) is
+	// the same target; --json lists what was removed.
+	code, out, _ = steerctl(append([]string{"undrain", "pool:Example.COM/www.example.com./us-east", "--json"}, at...)...)
+	var removed []admin.Override
+	if err := json.Unmarshal([]byte(out), &removed); code != 0 || err != nil || len(removed) != 1 || removed[0].ID != "ov2" {
+		t.Errorf("exit %d %v %+v", code, err, removed)
+	}
+
+	// By ID.
+	code, out, _ = steerctl(append([]string{"undrain", "ov1"}, at...)...)
+	if code != 0 || !strings.HasPrefix(out, "removed override ov1: drain endpoint:192.0.2.10, until 20") {
+		t.Errorf("exit %d stdout %q", code, out)
+	}
+	if len(b.Overrides()) != 0 {
+		t.Errorf("left %+v", b.Overrides())
+	}
+	// Nothing left: a finding.
+	code, _, errs = steerctl(append([]string{"undrain", "192.0.2.10"}, at...)...)
+	if code != 1 || errs != "steerctl: undrain: no active override of endpoint:192.0.2.10\n" {
+		t.Errorf("exit %d stderr %q", code, errs)
+	}
+}
+
+func ids(l []admin.Override) []string {
+	var out []string
+	for _, o := range l {
+		out = append(out, o.ID)
+	}
+	return out
+}
+
+// TestEnvironment: STEER_ADMIN and STEER_TOKEN are the defaults of --admin and the token; a
+// URL without a scheme is http.
+func TestEnvironment(t *testing.T) {
+	b, at := adminServer(t)
+	t.Setenv("STEER_ADMIN", strings.TrimPrefix(at[1], "http://"))
+	t.Setenv("STEER_TOKEN", testToken)
+	code, out, errs := steerctl("drain", "region:us-east")
+	if code != 0 || !strings.HasPrefix(out, "override ov1: drain region:us-east") {
+		t.Errorf("exit %d stdout %q stderr %q", code, out, errs)
+	}
+	// --token-file wins over STEER_TOKEN.
+	code, _, errs = steerctl(append([]string{"drain", "region:us-east"}, tokenFile(t, "other")...)...)
+	if code != 2 || !strings.Contains(errs, "The token given was refused") {
+		t.Errorf("exit %d stderr %q", code, errs)
+	}
+	if len(b.Overrides()) != 1 {
+		t.Errorf("%+v", b.Overrides())
+	}
+}
+
+// TestUnreachable: no server, or a server that is not the admin API: exit 2 and a message.
+func TestUnreachable(t *testing.T) {
+	t.Setenv("STEER_ADMIN", "")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	code, out, errs := steerctl("status", "--admin", closed)
+	if code != 2 || out != "" || !strings.Contains(errs, "steerctl: status: cannot reach the admin API at "+closed+": ") || !strings.Contains(errs, "connection refused") {
+		t.Errorf("exit %d stdout %q stderr %q", code, out, errs)
+	}
+
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "<html>Not Found</html>", http.StatusNotFound)
+	}))
+	defer other.Close()
+	code, _, errs = steerctl("undrain", "ov1", "--admin", other.URL)
+	if code != 2 || !strings.Contains(errs, "answered 404 Not Found, not as the steerdns admin API does") {
+		t.Errorf("exit %d stderr %q", code, errs)
 	}
 }
