@@ -52,6 +52,7 @@ type result struct {
 	Errors []jsonError `json:"errors"`
 
 	services, records int
+	compiled          *zones.Zone // the file compiled, when it is valid
 }
 
 type jsonError struct {
@@ -204,7 +205,7 @@ func checkFile(file string) *result {
 		return r
 	}
 	sum := sha256.Sum256(data)
-	zones.Compile(pf, hex.EncodeToString(sum[:]), 1)
+	r.compiled = zones.Compile(pf, hex.EncodeToString(sum[:]), 1)
 	r.Zone, r.services, r.records = pf.Zone, len(pf.Services), len(pf.Static)
 	return r
 }

@@ -1,5 +1,6 @@
-// Command steerctl is the operator CLI of steerdns. check validates policy files offline,
-// exactly as the steer plugin loads them. status, explain, history, overrides, drain, force-up
+// Command steerctl is the operator CLI of steerdns. check and probe work on policy files
+// offline: check validates them exactly as the steer plugin loads them, probe runs their
+// health checks once from this machine. status, explain, history, overrides, drain, force-up
 // and undrain talk to the admin API of a running steerdns (package plugin/steer/admin).
 package main
 
@@ -37,7 +38,7 @@ Usage:
 
 Commands:
 %s
-check reads policy files; no server is needed. The other commands talk to the admin
+check and probe read policy files; no server is needed. The other commands talk to the admin
 API of a running steerdns (the steer plugin's "admin" option):
   --admin URL         default $STEER_ADMIN, else http://127.0.0.1:9480
   --token-file FILE   the bearer token of writes (drain, force-up, undrain); default: the token
@@ -45,8 +46,8 @@ API of a running steerdns (the steer plugin's "admin" option):
 
 Exit status:
   0  success
-  1  a finding: check found an invalid file, or the server knows no such name, target or
-     override (undrain found nothing to remove)
+  1  a finding: check or probe found an invalid file, probe found an endpoint down, or the
+     server knows no such name, target or override (undrain found nothing to remove)
   2  a usage error; the admin API cannot be reached (10 s timeout), or it answered an error
      other than 404 (its message is printed: 401 is a missing or wrong token)
 
@@ -56,6 +57,7 @@ Run "steerctl help COMMAND" or "steerctl COMMAND --help" for the options of a co
 func commands() []*command {
 	return []*command{
 		{name: "check", summary: "validate zone policy files offline, as the server loads them", help: checkHelp, run: runCheck},
+		{name: "probe", summary: "run the health checks of policy files once, from here: a dry run", help: probeHelp, run: runProbe},
 		{name: "status", summary: "show zones, services, pools and the state of each endpoint", help: statusHelp, run: runStatus},
 		{name: "explain", summary: "show how a query would be answered now, step by step", help: explainHelp, run: runExplain},
 		{name: "history", summary: "show the recent changes of endpoint states", help: historyHelp, run: runHistory},

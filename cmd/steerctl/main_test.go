@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -275,8 +277,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"drain", "region:eu-west", "--token-file", "/nonexistent/token"}, 2, "", "--token-file: /nonexistent/token: no such file or folder"},
 		{[]string{"undrain"}, 2, "", "name an override ID, or a TARGET"},
 		{[]string{"undrain", "pool:x"}, 2, "", `pool target "pool:x" is not pool:ZONE/SERVICE/REGION`},
+		{[]string{"probe"}, 2, "", "name at least one policy file or folder"},
 		{[]string{"explain", "--help"}, 0, "Usage: steerctl explain [--client ADDR|PREFIX]", ""},
 		{[]string{"force-up", "-h"}, 0, "$USER@hostname", ""},
+		{[]string{"probe", "--help"}, 0, "Usage: steerctl probe [--service NAME] [--json] FILE|DIR...", ""},
 		{[]string{"help", "history"}, 0, "--since DURATION", ""},
 		{[]string{"overrides", "--help"}, 0, "STEER_ADMIN", ""},
 		{[]string{"status", "--help"}, 0, "Usage: steerctl status", ""},
@@ -707,5 +711,109 @@ func TestUnreachable(t *testing.T) {
 	code, _, errs = steerctl("undrain", "ov1", "--admin", other.URL)
 	if code != 2 || !strings.Contains(errs, "answered 404 Not Found, not as the steerdns admin API does") {
 		t.Errorf("exit %d stderr %q", code, errs)
+	}
+}
+
+// probeFile writes a policy file whose checks reach an open and a closed port on 127.0.0.1.
+func probeFile(t *testing.T) string {
+	t.Helper()
+	open, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { open.Close() })
+	go func() {
+		for {
+			c, err := open.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(web.Close)
+	webPort := web.Listener.Addr().(*net.TCPAddr).Port
+
+	dir := writeFiles(t, map[string]string{"probe.yaml": fmt.Sprintf(`zone: probe.test.
+ns: [ns1.probe.test.]
+checks:
+  open: {type: tcp, port: %d, timeout: 1s}
+  closed: {type: tcp, port: %d, timeout: 1s}
+  web: {type: http, port: %d, path: /healthz, expect_body: ok, timeout: 1s}
+services:
+  up:
+    check: open
+    pools:
+      - region: a
+        endpoints: [127.0.0.1]
+      - endpoints: [{address: 127.0.0.1, check: web}]
+      - endpoints: [127.0.0.1]   # the same (check, address) again: probed once
+  down:
+    check: closed
+    pools:
+      - endpoints: [127.0.0.1]
+  free:
+    pools:
+      - endpoints: [127.0.0.1]
+`, open.Addr().(*net.TCPAddr).Port, closedPort, webPort)})
+	return filepath.Join(dir, "probe.yaml")
+}
+
+func TestProbe(t *testing.T) {
+	f := probeFile(t)
+
+	code, out, errs := steerctl("probe", f)
+	if code != 1 || errs != "" {
+		t.Errorf("exit %d stderr %q", code, errs)
+	}
+	for _, re := range []string{
+		`(?m)^SERVICE +POOL +ENDPOINT +CHECK +RESULT +REASON +LATENCY +ERROR$`,
+		`(?m)^up\.probe\.test\. +a +127\.0\.0\.1 +open +up +- +[0-9.]+(ms|s) +-$`,
+		`(?m)^up\.probe\.test\. +pools\[1\] +127\.0\.0\.1 +web +up +`,
+		`(?m)^up\.probe\.test\. +pools\[2\] +127\.0\.0\.1 +open +up +`,
+		`(?m)^down\.probe\.test\. +pools\[0\] +127\.0\.0\.1 +closed +down +refused +[0-9.]+(ms|s) +.*connection refused`,
+		`(?m)^free\.probe\.test\. +pools\[0\] +127\.0\.0\.1 +none +not checked +- +- +-$`,
+		`(?m)^3 targets probed: 2 up, 1 down; 1 endpoint not checked \(check none\)$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("stdout does not match %s:\n%s", re, out)
+		}
+	}
+
+	// One service: all up, exit 0; by its relative or its full name.
+	for _, name := range []string{"up", "up.probe.test.", "UP.probe.test"} {
+		code, out, errs = steerctl("probe", "--service", name, f)
+		if code != 0 || errs != "" || strings.Contains(out, "down.probe.test") || !strings.HasSuffix(out, "2 targets probed: 2 up, 0 down\n") {
+			t.Errorf("--service %s: exit %d stderr %q\n%s", name, code, errs, out)
+		}
+	}
+
+	code, out, _ = steerctl("probe", "--json", "--service", "down", f)
+	var rows []probeRow
+	if err := json.Unmarshal([]byte(out), &rows); code != 1 || err != nil || len(rows) != 1 {
+		t.Fatalf("exit %d %v\n%s", code, err, out)
+	}
+	if r := rows[0]; r.Zone != "probe.test." || r.Service != "down.probe.test." || r.Pool != "pools[0]" || r.Check != "closed" ||
+		!r.Checked || r.Up || r.Reason != "refused" || r.Error == "" || r.LatencyMs == nil {
+		t.Errorf("%+v", r)
+	}
+
+	code, _, errs = steerctl("probe", "--service", "nope", f)
+	if want := `steerctl: probe: no service "nope" in these files (services: down.probe.test., free.probe.test., up.probe.test.)`; code != 2 || !strings.HasPrefix(errs, want) {
+		t.Errorf("exit %d stderr %q", code, errs)
+	}
+
+	// An invalid file is reported as check reports it; the valid ones are probed.
+	bad := filepath.Join(writeFiles(t, map[string]string{"b.yaml": brokenZone}), "b.yaml")
+	code, out, errs = steerctl("probe", "--service", "up", bad, f)
+	if code != 1 || !strings.HasPrefix(errs, bad+":7: services.www.pools[0].endpoints[0]: ") || !strings.HasSuffix(out, "2 targets probed: 2 up, 0 down; 1 file not valid, not probed\n") {
+		t.Errorf("exit %d stderr %q\n%s", code, errs, out)
 	}
 }
