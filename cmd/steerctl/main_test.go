@@ -775,10 +775,10 @@ func TestProbe(t *testing.T) {
 	}
 	for _, re := range []string{
 		`(?m)^SERVICE +POOL +ENDPOINT +CHECK +RESULT +REASON +LATENCY +ERROR$`,
-		`(?m)^up\.probe\.test\. +a +127\.0\.0\.1 +open +up +- +[0-9.]+(ms|s) +-$`,
+		`(?m)^up\.probe\.test\. +a +127\.0\.0\.1 +open +up +- +[0-9.]+(µs|ms|s) +-$`,
 		`(?m)^up\.probe\.test\. +pools\[1\] +127\.0\.0\.1 +web +up +`,
 		`(?m)^up\.probe\.test\. +pools\[2\] +127\.0\.0\.1 +open +up +`,
-		`(?m)^down\.probe\.test\. +pools\[0\] +127\.0\.0\.1 +closed +down +refused +[0-9.]+(ms|s) +.*connection refused`,
+		`(?m)^down\.probe\.test\. +pools\[0\] +127\.0\.0\.1 +closed +down +refused +[0-9.]+(µs|ms|s) +.*connection refused`,
 		`(?m)^free\.probe\.test\. +pools\[0\] +127\.0\.0\.1 +none +not checked +- +- +-$`,
 		`(?m)^3 targets probed: 2 up, 1 down; 1 endpoint not checked \(check none\)$`,
 	} {
@@ -815,5 +815,22 @@ func TestProbe(t *testing.T) {
 	code, out, errs = steerctl("probe", "--service", "up", bad, f)
 	if code != 1 || !strings.HasPrefix(errs, bad+":7: services.www.pools[0].endpoints[0]: ") || !strings.HasSuffix(out, "2 targets probed: 2 up, 0 down; 1 file not valid, not probed\n") {
 		t.Errorf("exit %d stderr %q\n%s", code, errs, out)
+	}
+}
+
+func TestLatency(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{55 * time.Microsecond, "55µs"},
+		{250 * time.Microsecond, "0.2ms"},
+		{1250 * time.Microsecond, "1.2ms"},
+		{42 * time.Millisecond, "42ms"},
+		{2100 * time.Millisecond, "2.10s"},
+	} {
+		if got := latency(tc.d); got != tc.want {
+			t.Errorf("latency(%s) = %q, want %q", tc.d, got, tc.want)
+		}
 	}
 }
