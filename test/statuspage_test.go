@@ -45,7 +45,7 @@ func TestStatusPage(t *testing.T) {
 	dom := chromium(t, a.URL+"/", "--dump-dom")
 	for _, want := range []string{
 		`data-service="www.example.com."`,
-		`data-state="drained"`,   // the drained endpoints, by text
+		`data-state="drained"`,    // the drained endpoints, by text
 		`class="state s-drained"`, // and by colour
 		`<td>region:us-east</td><td>drain</td><td>tester</td><td>test</td>`, // the override, who and why
 		`127.0.0.5`, // eu-west's endpoint, still up
