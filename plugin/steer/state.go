@@ -22,8 +22,8 @@ const (
 	stateVersion  = 1
 )
 
-// saveEvery is how often changed target states and history are written; overrides are
-// written at once.
+// saveEvery is how often changed target states and history are written (at most; a write
+// that takes long spaces the next ones out); overrides are written at once.
 const saveEvery = time.Second
 
 // stateDir keeps a plugin instance's state across restarts.
@@ -270,14 +270,20 @@ func (s *Steer) runSaver() {
 	t := time.NewTicker(saveEvery)
 	defer t.Stop()
 	pending := false
+	var next time.Time // the earliest time of the next write
 	for {
 		select {
 		case <-d.dirty:
 			pending = true
-		case <-t.C:
-			if pending {
+		case now := <-t.C:
+			if pending && !now.Before(next) {
+				start := time.Now()
 				s.saveHealth()
 				pending = false
+				// A large state (82 MB of targets at 500,000) takes seconds to write: write it
+				// at most a tenth of the time, so that a flapping outage does not keep a core
+				// busy writing.
+				next = time.Now().Add(max(saveEvery, 10*time.Since(start)))
 			}
 		case <-d.stop:
 			select {
