@@ -48,12 +48,12 @@ func TestMeasureOperations(t *testing.T) {
 		}
 		s.pub.Lock()
 		e := s.snap.Load().view.edit()
-		for slot, tg := range s.slots.targets {
+		for slot := range s.slots.targets {
 			st := healthcheck.Up
 			if slot%3 == 0 {
 				st = healthcheck.Down
 			}
-			e.set(int32(slot), &TargetHealth{Target: tg, Own: healthcheck.Observation{State: st, Since: time.Now(), Reason: "timeout"}})
+			e.set(int32(slot), &TargetHealth{Own: healthcheck.Observation{State: st, Since: time.Now(), Reason: "timeout"}})
 		}
 		next := *s.snap.Load()
 		next.view = e.done()

@@ -81,10 +81,6 @@ type serviceCounters struct {
 	outcome       [numOutcomes]atomic.Pointer[prometheus.Counter]
 }
 
-func newServiceCounters(z *zones.Zone, svc *zones.Service) *serviceCounters {
-	return &serviceCounters{zone: z.Origin, service: z.Relative(svc.Name)}
-}
-
 // count adds one answer with outcome o.
 func (c *serviceCounters) count(o outcome) {
 	if p := c.outcome[o].Load(); p != nil {

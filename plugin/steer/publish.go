@@ -10,11 +10,12 @@ import (
 )
 
 // slotTable numbers the distinct targets of the served zones: each target key has one slot of
-// the view while a zone holds it. Guarded by Steer.pub.
+// the view while a zone holds it. Guarded by Steer.pub. A slot points at the target in one of
+// the zones that hold it, so that 500,000 targets are not copied again.
 type slotTable struct {
 	byKey   map[string]int32
-	targets []healthcheck.Target // by slot; Key is "" while the slot is free
-	holders [][]holder           // by slot: the zones that hold it
+	targets []*healthcheck.Target // by slot; nil while the slot is free
+	holders []holders             // by slot: the zones that hold it
 	free    []int32
 }
 
@@ -24,38 +25,71 @@ type holder struct {
 	local int32
 }
 
-// acquire records that z holds t as its Targets[local] and returns t's slot; fresh when the
-// slot was not in use.
-func (st *slotTable) acquire(t healthcheck.Target, z *zones.Zone, local int32) (slot int32, fresh bool) {
-	if st.byKey == nil {
-		st.byKey = map[string]int32{}
+// holders lists a slot's holders; the first is inline, since most targets have one.
+type holders struct {
+	first holder
+	more  []holder
+}
+
+func (h *holders) each(f func(holder)) {
+	if h.first.zone != nil {
+		f(h.first)
 	}
+	for _, x := range h.more {
+		f(x)
+	}
+}
+
+// grow makes room for n more targets.
+func (st *slotTable) grow(n int) {
+	if st.byKey == nil {
+		st.byKey = make(map[string]int32, n)
+	}
+	if n > len(st.free) {
+		st.targets = slices.Grow(st.targets, n-len(st.free))
+		st.holders = slices.Grow(st.holders, n-len(st.free))
+	}
+}
+
+// acquire records that z holds its Targets[local] and returns its slot; fresh when the slot
+// was not in use.
+func (st *slotTable) acquire(z *zones.Zone, local int32) (slot int32, fresh bool) {
+	t := &z.Targets[local]
 	slot, ok := st.byKey[t.Key]
 	if !ok {
 		if n := len(st.free); n > 0 {
 			slot, st.free = st.free[n-1], st.free[:n-1]
 		} else {
 			slot = int32(len(st.targets))
-			st.targets = append(st.targets, healthcheck.Target{})
-			st.holders = append(st.holders, nil)
+			st.targets = append(st.targets, nil)
+			st.holders = append(st.holders, holders{})
 		}
 		st.byKey[t.Key] = slot
 		st.targets[slot] = t
-		fresh = true
+		st.holders[slot] = holders{first: holder{z, local}}
+		return slot, true
 	}
-	st.holders[slot] = append(st.holders[slot], holder{z, local})
-	return slot, fresh
+	st.holders[slot].more = append(st.holders[slot].more, holder{z, local})
+	return slot, false
 }
 
 // release drops z from the holders of slot and reports whether the slot became free.
 func (st *slotTable) release(slot int32, z *zones.Zone) bool {
-	st.holders[slot] = slices.DeleteFunc(st.holders[slot], func(h holder) bool { return h.zone == z })
-	if len(st.holders[slot]) > 0 {
+	h := &st.holders[slot]
+	h.more = slices.DeleteFunc(h.more, func(x holder) bool { return x.zone == z })
+	if h.first.zone == z {
+		h.first = holder{}
+		if len(h.more) > 0 {
+			h.first, h.more = h.more[0], h.more[1:]
+		}
+	}
+	if h.first.zone != nil {
+		st.targets[slot] = &h.first.zone.Targets[h.first.local] // z may be gone: point at a holder's
 		return false
 	}
 	delete(st.byKey, st.targets[slot].Key)
-	st.targets[slot] = healthcheck.Target{}
-	st.holders[slot] = nil
+	st.targets[slot] = nil
+	*h = holders{}
 	st.free = append(st.free, slot)
 	return true
 }
@@ -77,23 +111,21 @@ func (s *Steer) publish(set *zones.Set) {
 			continue
 		}
 		zs := &zoneServed{slots: make([]int32, len(z.Targets)), answers: make(map[*zones.Service]*serviceCounters, len(z.Services))}
-		for i, t := range z.Targets {
-			slot, isNew := s.slots.acquire(t, z, int32(i))
+		s.slots.grow(len(z.Targets))
+		for i := range z.Targets {
+			slot, isNew := s.slots.acquire(z, int32(i))
 			zs.slots[i] = slot
 			if isNew {
 				fresh = append(fresh, slot)
 			}
 		}
-		zs.regions = make([][]string, len(z.Targets))
+		zs.labelTargets(z)
+		counters := make([]serviceCounters, len(z.Services)) // one allocation for the zone
+		k := 0
 		for _, svc := range z.Services {
-			zs.answers[svc] = newServiceCounters(z, svc)
-			for _, p := range svc.Pools {
-				for _, ep := range p.Endpoints {
-					if ep.Target != zones.NoTarget && !slices.Contains(zs.regions[ep.Target], p.Label) {
-						zs.regions[ep.Target] = append(zs.regions[ep.Target], p.Label)
-					}
-				}
-			}
+			counters[k] = serviceCounters{zone: z.Origin, service: z.Relative(svc.Name)}
+			zs.answers[svc] = &counters[k]
+			k++
 		}
 		next.zones[z] = zs
 	}
@@ -112,11 +144,13 @@ func (s *Steer) publish(set *zones.Set) {
 	}
 	targets := make([]healthcheck.Target, len(fresh))
 	for i, slot := range fresh {
-		targets[i] = s.slots.targets[slot]
+		targets[i] = *s.slots.targets[slot]
 	}
 	obs := s.health.Hold(targets)
+	ths := make([]TargetHealth, len(fresh)) // one allocation for the load
 	for i, slot := range fresh {
-		th := &TargetHealth{Target: targets[i], Own: obs[i]}
+		th := &ths[i]
+		th.Own = obs[i]
 		// Not probed yet: the state saved before the restart, until a probe confirms it.
 		if r, ok := s.restored[targets[i].Key]; ok && obs[i].State == healthcheck.Unknown {
 			th.Own, th.Restored = r, true
@@ -146,7 +180,7 @@ func (s *Steer) observe(c healthcheck.Change) {
 		return // released meanwhile
 	}
 	old := s.snap.Load()
-	th := &TargetHealth{Target: s.slots.targets[slot], Own: healthcheck.Observation{State: c.To, Since: c.At, Reason: c.Reason}}
+	th := &TargetHealth{Own: healthcheck.Observation{State: c.To, Since: c.At, Reason: c.Reason}}
 	if prev := old.view.Target(slot); prev != nil {
 		th.Cluster = prev.Cluster
 	}
@@ -161,14 +195,14 @@ func (s *Steer) observe(c healthcheck.Change) {
 
 	to := c.To.String()
 	var zoneNames []string
-	for _, h := range s.slots.holders[slot] {
+	s.slots.holders[slot].each(func(h holder) {
 		if zs := next.zones[h.zone]; zs != nil {
-			for _, region := range zs.regions[h.local] {
+			for _, region := range zs.labelsOf(h.local) {
 				transitionsTotal.WithLabelValues(h.zone.Origin, region, to).Inc()
 			}
 			zoneNames = append(zoneNames, h.zone.Origin)
 		}
-	}
+	})
 	from := c.From.String()
 	if prev := old.view.Target(slot); prev != nil && prev.Restored {
 		from = prev.Own.State.String() + " (restored)"
@@ -221,4 +255,52 @@ func (s *Steer) activeOverrides(set *zones.Set, now time.Time) *overrides {
 		})
 	}
 	return o
+}
+
+// labelTargets records, for each of the zone's targets, the labels of the pools that hold it
+// (the region label of its transitions): one label index per target, and a map for the few
+// that stand in pools of several regions.
+func (zs *zoneServed) labelTargets(z *zones.Zone) {
+	zs.label = make([]int32, len(z.Targets))
+	for i := range zs.label {
+		zs.label[i] = -1
+	}
+	index := map[string]int32{}
+	for _, svc := range z.Services {
+		for _, p := range svc.Pools {
+			li, ok := index[p.Label]
+			if !ok {
+				li = int32(len(zs.labels))
+				index[p.Label] = li
+				zs.labels = append(zs.labels, p.Label)
+			}
+			for _, ep := range p.Endpoints {
+				t := ep.Target
+				switch {
+				case t == zones.NoTarget || zs.label[t] == li:
+				case zs.label[t] < 0:
+					zs.label[t] = li
+				default:
+					if zs.more == nil {
+						zs.more = map[int32][]int32{}
+					}
+					if !slices.Contains(zs.more[t], li) {
+						zs.more[t] = append(zs.more[t], li)
+					}
+				}
+			}
+		}
+	}
+}
+
+// labelsOf returns the labels of the pools that hold the zone's target local.
+func (zs *zoneServed) labelsOf(local int32) []string {
+	if zs.label[local] < 0 {
+		return nil
+	}
+	out := []string{zs.labels[zs.label[local]]}
+	for _, li := range zs.more[local] {
+		out = append(out, zs.labels[li])
+	}
+	return out
 }

@@ -237,7 +237,7 @@ func (s *Steer) saveHealth() {
 	v := s.snap.Load().view
 	tj := targetsJSON{Version: stateVersion, Saved: time.Now(), Targets: []targetJSON{}}
 	for slot, t := range s.slots.targets {
-		if t.Key == "" {
+		if t == nil {
 			continue
 		}
 		th := v.Target(int32(slot))

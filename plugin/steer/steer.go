@@ -90,9 +90,11 @@ type zoneServed struct {
 	// slots maps the zone's Targets to view slots.
 	slots   []int32
 	answers map[*zones.Service]*serviceCounters
-	// regions lists, for each of the zone's Targets, the labels of the pools that hold it: the
-	// labels of its transitions.
-	regions [][]string
+	// label indexes labels for each of the zone's Targets (-1: none): the pool label of its
+	// transitions; more holds the other labels of targets in pools of several labels.
+	label  []int32
+	labels []string
+	more   map[int32][]int32
 }
 
 // New returns a plugin for cfg; Provision loads its policy files.

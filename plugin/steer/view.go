@@ -272,7 +272,6 @@ func (e *pagedEdit[T]) set(i int32, v T) {
 // cluster's verdict (StateUnknown when no peer observed it, or when this node does not trust
 // the cluster).
 type TargetHealth struct {
-	Target  healthcheck.Target
 	Own     healthcheck.Observation
 	Cluster State
 	// Restored says Own is the state saved before a restart, not confirmed by a probe yet.

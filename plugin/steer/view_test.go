@@ -125,7 +125,7 @@ func TestViewImmutable(t *testing.T) {
 		t.Errorf("before %v, after %v", hb.state(p, p.Endpoints[0]), ha.state(p, p.Endpoints[0]))
 	}
 	th := after.Target(hb.slots[p.Endpoints[0].Target])
-	if th == nil || th.Own.State != healthcheck.Down || th.Target.Address != "192.0.2.1" || th.Own.Since.IsZero() {
+	if th == nil || th.Own.State != healthcheck.Down || th.Own.Since.IsZero() {
 		t.Errorf("target health %+v", th)
 	}
 	// The cluster's verdict, when there is one, comes before this node's own.
