@@ -35,9 +35,10 @@ type stateDir struct {
 	lastErr  error
 	restored int // targets whose saved state was restored at start-up
 
-	dirty chan struct{} // a change to targets or history waits to be written
-	stop  chan struct{}
-	done  chan struct{}
+	running bool          // the saver was started (OnStartup); OnShutdown stops it
+	dirty   chan struct{} // a change to targets or history waits to be written
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type overridesJSON struct {

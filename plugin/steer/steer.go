@@ -181,6 +181,7 @@ func (s *Steer) OnStartup() error {
 	recordLoad(s.initial)
 	s.mu.Unlock()
 	if s.state != nil {
+		s.state.running = true
 		go s.runSaver()
 	}
 	if s.cfg.Admin != "" {
@@ -220,7 +221,8 @@ func (s *Steer) OnShutdown() error {
 		s.expiry.Stop()
 	}
 	s.pub.Unlock()
-	if s.state != nil {
+	if s.state != nil && s.state.running {
+		s.state.running = false
 		close(s.state.stop)
 		<-s.state.done
 	}
