@@ -160,15 +160,20 @@ func BenchmarkLocated(b *testing.B) {
 		metadata.SetValueFunc(ctx, "geoip/"+k, func() string { return v })
 	}
 	w := &discard{}
-	for _, name := range []string{"fo", "geo", "near", "sticky"} {
+	for _, name := range []string{"fo", "geo", "near", "sticky", "fo/no-geoip", "geo/no-geoip"} {
 		b.Run(name, func(b *testing.B) {
+			svc, plain := strings.CutSuffix(name, "/no-geoip")
+			c := ctx
+			if plain {
+				c = context.Background() // networks rules alone: no metadata plugin in the chain
+			}
 			for _, m := range subnets {
-				m.SetQuestion(name+".example.com.", dns.TypeA)
+				m.SetQuestion(svc+".example.com.", dns.TypeA)
 			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if _, err := s.ServeDNS(ctx, w, subnets[i&4095]); err != nil {
+				if _, err := s.ServeDNS(c, w, subnets[i&4095]); err != nil {
 					b.Fatal(err)
 				}
 				i++

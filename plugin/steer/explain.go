@@ -159,7 +159,7 @@ func (s *Steer) Explain(ctx context.Context, name string, qtype uint16, clientSp
 		q = nil
 	} else {
 		ex.Zone = q.zone.Origin
-		g := q.geoip()
+		g := q.geoipLocation()
 		ex.Client.Country, ex.Client.Continent = g.country, g.continent
 		if g.hasLocation {
 			ex.Client.Latitude, ex.Client.Longitude = &g.lat, &g.lon

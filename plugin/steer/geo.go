@@ -34,6 +34,9 @@ func locate(svc *zones.Service, q *query) place {
 		q.useScope(q.sourceBits()) // no rule covers this subnet: another might cover another's
 	}
 	g := q.geoip()
+	if svc.Policy == zones.Nearest {
+		g = q.geoipLocation()
+	}
 	if g.country == "" && g.continent == "" && !g.hasLocation {
 		return pl
 	}
@@ -117,7 +120,7 @@ func nearest(svc *zones.Service, q *query) choice {
 		at, known = q.zone.RegionAt[pl.region]
 	}
 	if !known && pl.from != "networks" {
-		if g := q.geoip(); g.hasLocation {
+		if g := q.geoipLocation(); g.hasLocation {
 			at, known = g.location, true
 		}
 	}

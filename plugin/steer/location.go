@@ -25,6 +25,7 @@ type client struct {
 
 	geo       geoip // filled on first use from the geoip plugin's metadata
 	geoLoaded bool
+	locLoaded bool // geo's coordinates were looked at
 }
 
 // geoip is what the geoip plugin said of the client.
@@ -130,6 +131,18 @@ func (q *query) geoip() *geoip {
 	if f := metadata.ValueFunc(q.ctx, "geoip/continent/code"); f != nil {
 		c.geo.continent = f()
 	}
+	return &c.geo
+}
+
+// geoipLocation returns what geoip said, with the client's coordinates (parsed on first use:
+// only nearest needs them).
+func (q *query) geoipLocation() *geoip {
+	g := q.geoip()
+	c := &q.client
+	if c.locLoaded || q.ctx == nil {
+		return g
+	}
+	c.locLoaded = true
 	lat, lon := metadata.ValueFunc(q.ctx, "geoip/latitude"), metadata.ValueFunc(q.ctx, "geoip/longitude")
 	if lat != nil && lon != nil {
 		a, err1 := strconv.ParseFloat(lat(), 64)
