@@ -388,3 +388,37 @@ func TestCompileHuge(t *testing.T) {
 		float64(after.HeapInuse)/1e6, float64(before.HeapInuse)/1e6)
 	runtime.KeepAlive(z)
 }
+
+func TestNetworksLookup(t *testing.T) {
+	n := compileNetworks([]Network{
+		{netip.MustParsePrefix("192.0.2.0/24"), "a"},
+		{netip.MustParsePrefix("192.0.2.128/25"), "b"},
+		{netip.MustParsePrefix("10.0.0.0/8"), "c"},
+		{netip.MustParsePrefix("2001:db8::/32"), "d"},
+		{netip.MustParsePrefix("2001:db8:e0::/48"), "e"},
+	})
+	for _, c := range []struct {
+		client string
+		region string
+		bits   uint8
+	}{
+		{"192.0.2.7/32", "a", 24},
+		{"192.0.2.200/32", "b", 25},
+		{"192.0.2.128/25", "b", 25},
+		{"192.0.2.0/24", "a", 24}, // the /25 does not cover the whole /24
+		{"192.0.0.0/16", "", 0},   // nor does the /24 cover a /16
+		{"10.1.2.0/24", "c", 8},
+		{"198.51.100.0/24", "", 0},
+		{"2001:db8:e0:1::/64", "e", 48},
+		{"2001:db8:1::/48", "d", 32},
+		{"::ffff:192.0.2.7/128", "", 0}, // a v4-mapped address is IPv6 here; the plugin unmaps sources
+	} {
+		r, ok := n.Lookup(netip.MustParsePrefix(c.client))
+		if r.Region != c.region || r.Bits != c.bits || ok != (c.region != "") {
+			t.Errorf("%s: %+v %t, want %s /%d", c.client, r, ok, c.region, c.bits)
+		}
+	}
+	if _, ok := (*Networks)(nil).Lookup(netip.MustParsePrefix("192.0.2.0/24")); ok {
+		t.Error("nil networks matched")
+	}
+}
