@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/steerdns/steerdns/healthcheck"
 )
 
 // instances lists the running plugin instances, newest first, for the gauges of health
@@ -51,6 +52,8 @@ func (r *registry) Describe(ch chan<- *prometheus.Desc) {
 	ch <- policyFilesDesc
 	ch <- overridesDesc
 	ch <- overrideAgeDesc
+	ch <- probesInFlightDesc
+	ch <- probesLimitedDesc
 }
 
 // Collect implements prometheus.Collector. During a Corefile reload two instances may serve
@@ -122,6 +125,14 @@ func (r *registry) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(overridesDesc, prometheus.GaugeValue, n, a)
 	}
 	ch <- prometheus.MustNewConstMetric(overrideAgeDesc, prometheus.GaugeValue, oldest)
+	if len(list) > 0 {
+		c := sharedEngine().Capacity()
+		ch <- prometheus.MustNewConstMetric(probesInFlightDesc, prometheus.GaugeValue, float64(c.InFlight), "running")
+		ch <- prometheus.MustNewConstMetric(probesInFlightDesc, prometheus.GaugeValue, float64(c.Max), "bound")
+		for limit, name := range map[string]string{healthcheck.LimitFDs: "fds", healthcheck.LimitMemory: "memory", healthcheck.LimitOption: "max_in_flight"} {
+			ch <- prometheus.MustNewConstMetric(probesLimitedDesc, prometheus.GaugeValue, b2f(c.Limit == limit), name)
+		}
+	}
 	for state, n := range files {
 		ch <- prometheus.MustNewConstMetric(policyFilesDesc, prometheus.GaugeValue, n, state)
 	}

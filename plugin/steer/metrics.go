@@ -62,6 +62,13 @@ var (
 		"Age of the oldest active override, 0 when there is none: an alert can catch a drain left behind.",
 		nil, nil)
 
+	probesInFlightDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_probes_in_flight",
+		"Health probes running now, and (bound) the most the checker lets run at once: what the targets need, within the file descriptor and memory limits.",
+		[]string{"kind"}, nil)
+	probesLimitedDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_probes_limited",
+		"1 while a limit holds health probes back (every target's interval stretches alike), by limit: fds, memory, max_in_flight.",
+		[]string{"limit"}, nil)
+
 	endpointUpDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_endpoint_up",
 		"Whether an endpoint is in the answers: 1 up or not yet checked, 0 down.",
 		[]string{"zone", "service", "region", "endpoint"}, nil)
