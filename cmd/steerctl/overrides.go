@@ -35,8 +35,17 @@ const targetHelp = `TARGET is one of
                                 (REGION is pools[N] for a pool without a region)
   region:NAME                   every pool of region NAME, in every zone
 The most specific override of an endpoint wins (endpoint, then pool, then region); at one
-scope the newest. Overrides apply to the very next query, are kept across restarts, and never
-change a policy file.
+scope the newest. Overrides apply to the very next query, are kept across restarts when the
+server has a state_dir, and never change a policy file.
+`
+
+// overrideOptions are the options of drain and force-up.
+const overrideOptions = `Options:
+  --ttl DURATION   the override expires after DURATION, such as 30m or 2h (default: never;
+                   it lasts until undrain)
+  --reason TEXT    why, for whoever looks at it next
+  --by WHO         who set it (default: $USER@hostname)
+  --json           print the API's JSON answer as it is
 `
 
 const drainHelp = `Usage: steerctl drain [--ttl DURATION] [--reason TEXT] [--by WHO] [--json] TARGET
@@ -46,13 +55,7 @@ Takes TARGET out of the answers at once, as if it were down, whatever the health
 "steerctl undrain ID" takes.
 
 ` + targetHelp + `
-Options:
-  --ttl DURATION   the override expires after DURATION, such as 30m or 2h (default: never;
-                   it lasts until undrain)
-  --reason TEXT    why, for whoever looks at it next
-  --by WHO         who set it (default: $USER@hostname)
-  --json           print the API's JSON answer as it is
-
+` + overrideOptions + `
 ` + adminHelp + `
 ` + adminExit + `
 Examples:
@@ -67,13 +70,7 @@ Keeps TARGET in the answers as if it were up, whatever the health checks say (PO
 check fails. Prints the override, with the ID that "steerctl undrain ID" takes.
 
 ` + targetHelp + `
-Options:
-  --ttl DURATION   the override expires after DURATION, such as 30m or 2h (default: never;
-                   it lasts until undrain)
-  --reason TEXT    why, for whoever looks at it next
-  --by WHO         who set it (default: $USER@hostname)
-  --json           print the API's JSON answer as it is
-
+` + overrideOptions + `
 ` + adminHelp + `
 ` + adminExit + `
 Example:
