@@ -357,6 +357,16 @@ func TestAdminCorefileReload(t *testing.T) {
 	if got := addrsOf(t, a.server, "www.example.com."); !slices.Equal(got, []string{"127.0.0.2"}) {
 		t.Errorf("www after a Corefile reload: %v", got)
 	}
+	// A reload that adds a token: the listener stays, and writes need the new token.
+	tok := writeFile(t, dir, "token", "new-token")
+	a.restart(t, fmt.Sprintf("example.com:0 {\n bind 127.0.0.1\n steer %s {\n  admin 127.0.0.1:%s\n  admin_token_file %s\n }\n}", zonesDir, port, tok))
+	if code := a.call(t, "DELETE", "/v1/overrides/"+o.ID, nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("a write without the token after it was configured: %d", code)
+	}
+	a.token = "new-token"
+	if code := a.call(t, "DELETE", "/v1/overrides/"+o.ID, nil, nil); code != http.StatusOK {
+		t.Errorf("a write with the new token: %d", code)
+	}
 }
 
 // TestNSID: the nsid plugin says which node answered.

@@ -193,7 +193,7 @@ func startAdmin(s *Steer) (*adminRef, error) {
 	ref := adminServers[s.cfg.Admin]
 	if ref == nil {
 		ref = &adminRef{addr: s.cfg.Admin}
-		h := admin.NewHandler(ref, admin.Options{Token: s.cfg.AdminToken, Logf: log.Infof})
+		h := admin.NewHandler(ref, admin.Options{TokenFunc: ref.token, Logf: log.Infof})
 		srv, err := admin.Listen(s.cfg.Admin, h)
 		if err != nil {
 			return nil, err
@@ -233,6 +233,16 @@ func (s *Steer) AdminAddr() string {
 		return ""
 	}
 	return s.admin.srv.Addr()
+}
+
+// token is the admin token of the newest instance: a Corefile reload may change it.
+func (r *adminRef) token() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.holders) == 0 {
+		return ""
+	}
+	return r.holders[len(r.holders)-1].cfg.AdminToken
 }
 
 func (r *adminRef) current() backend {

@@ -26,6 +26,9 @@ const (
 type Options struct {
 	// Token, when set, is required as "Authorization: Bearer TOKEN" by every write call.
 	Token string
+	// TokenFunc, when set, gives the token at each call instead of Token (a Corefile reload
+	// may change it while the listener stays).
+	TokenFunc func() string
 	// Logf, when set, logs each write call (who, what) and each refused one.
 	Logf func(format string, args ...any)
 }
@@ -102,9 +105,13 @@ func (a *api) guard(next http.Handler) http.Handler {
 // write wraps a write call: the token, when one is configured, compared in constant time.
 func (a *api) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.o.Token != "" {
+		token := a.o.Token
+		if a.o.TokenFunc != nil {
+			token = a.o.TokenFunc()
+		}
+		if token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.o.Token)) != 1 {
+			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) != 1 {
 				if a.o.Logf != nil {
 					a.o.Logf("admin API: %s %s from %s refused: no valid bearer token", r.Method, r.URL.Path, r.RemoteAddr)
 				}
