@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -202,5 +203,35 @@ func TestFileDescriptorLimit(t *testing.T) {
 	}
 	if med >= 10 || lo < med/2 || loOK < med/2 {
 		t.Errorf("%d to %d probes per target (median %d), answering ones from %d: want fewer than 10, all alike", lo, slices.Max(n), med, loOK)
+	}
+}
+
+// A Go memory limit lowers the bound on probes in flight, and says so. Not parallel: the limit
+// is the process's.
+func TestMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(8 * 4 * probeMemory) // room for 8 probes in flight
+	defer debug.SetMemoryLimit(old)
+	port := hangingPort(t)
+	var targets []Target
+	for i := range 40 {
+		targets = append(targets, testTarget(TypeHTTP, port, func(c *Config) {
+			c.Path = fmt.Sprintf("/%d", i)
+			c.Interval, c.Timeout = 400*time.Millisecond, 200*time.Millisecond
+		}))
+	}
+	limits := make(chan string, 10)
+	e := NewEngine(Options{OnLimit: func(c Capacity) { limits <- c.Limit }})
+	defer e.Close()
+	e.Subscribe(nil).Sync(targets)
+	select {
+	case l := <-limits:
+		if l != LimitMemory {
+			t.Errorf("limit %q, want %q", l, LimitMemory)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no limit reported within 5s")
+	}
+	if c := e.Capacity(); c.Max != 8 || c.Need != 20 || c.InFlight > 8 {
+		t.Errorf("capacity %+v: want Max 8 for a Need of 20, at most 8 in flight", c)
 	}
 }
