@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// delegate is the Node as memberlist's Delegate.
+type delegate Node
+
+func (d *delegate) NodeMeta(limit int) []byte { return nil }
+
+func (d *delegate) NotifyMsg(b []byte) { (*Node)(d).receive(b) }
+
+// GetBroadcasts: nothing rides memberlist's gossip; a node sends its changes to every member.
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+// LocalState is this node's side of a push/pull: the sequence it has applied of every node,
+// the records, and on a join its own whole state.
+func (d *delegate) LocalState(join bool) []byte {
+	n := (*Node)(d)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := &message{Type: msgPush, Origin: n.cfg.Name, Heard: []heard{{n.cfg.Name, n.seq}}}
+	for _, p := range n.peers {
+		if p.synced && p.left.IsZero() {
+			m.Heard = append(m.Heard, heard{p.name, p.seq})
+		}
+	}
+	for _, r := range n.records {
+		m.Recs = append(m.Recs, r)
+	}
+	if join {
+		m.State = n.ownState()
+	}
+	return m.encode()
+}
+
+// MergeRemoteState takes a peer's side of a push/pull: its records, its state when it sent it,
+// and for every node the peer has heard further than this node, a request for that node's state.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	n := (*Node)(d)
+	m, err := decode(buf)
+	if err != nil || m.Type != msgPush {
+		n.cfg.Logf("cluster: dropped a push/pull: %v", err)
+		return
+	}
+	n.msgsIn.Add(1)
+	now := time.Now()
+	var ask []string
+	n.mu.Lock()
+	n.mergeRecords(m.Recs)
+	if m.State != nil && m.Origin != n.cfg.Name {
+		n.applyState(m.State, now)
+	}
+	for _, h := range m.Heard {
+		if h.Name == n.cfg.Name {
+			continue
+		}
+		if p := n.peers[h.Name]; p == nil || !p.synced || p.seq < h.Seq {
+			ask = append(ask, h.Name)
+		}
+	}
+	n.mu.Unlock()
+	for _, name := range ask {
+		go n.ask(name) // memberlist may hold its node lock here
+	}
+	n.kick(n.changed)
+}
+
+// events is the Node as memberlist's EventDelegate. memberlist calls it with its node lock
+// held: it only updates the table.
+type events Node
+
+func (e *events) NotifyJoin(m *memberlist.Node) {
+	n := (*Node)(e)
+	if m.Name == n.cfg.Name {
+		return
+	}
+	n.mu.Lock()
+	p := n.peer(m.Name)
+	p.member, p.state, p.left, p.addr = true, memberlist.StateAlive, time.Time{}, m.Address()
+	n.mu.Unlock()
+	n.cfg.Logf("cluster: %s (%s) joined", m.Name, m.Address())
+	n.kick(n.changed)
+}
+
+func (e *events) NotifyLeave(m *memberlist.Node) {
+	n := (*Node)(e)
+	if m.Name == n.cfg.Name {
+		return
+	}
+	n.mu.Lock()
+	p := n.peer(m.Name)
+	p.member, p.state, p.left, p.addr = true, m.State, time.Now(), m.Address()
+	n.mu.Unlock()
+	how := "is dead"
+	if m.State == memberlist.StateLeft {
+		how = "left"
+	}
+	n.cfg.Logf("cluster: %s (%s) %s", m.Name, m.Address(), how)
+	n.kick(n.changed)
+}
+
+func (e *events) NotifyUpdate(m *memberlist.Node) {
+	n := (*Node)(e)
+	n.mu.Lock()
+	if p := n.peers[m.Name]; p != nil {
+		p.addr = m.Address()
+	}
+	n.mu.Unlock()
+}

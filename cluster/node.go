@@ -1,0 +1,547 @@
+// Package cluster shares health observations and operator records between steerdns nodes by
+// gossip over hashicorp/memberlist, and turns the observations of a target into the cluster's
+// verdict by a quorum. It knows nothing of DNS, zones or the plugin: a target is a key, an
+// observation is up or down since a time, a record is bytes with an ID.
+//
+// Each node is the only source of its own observations. It numbers its changes (a sequence)
+// and sends each batch straight to every member (UDP, best effort); once a second it tells
+// every member its sequence number (a beat). A member that finds it missed a number asks for
+// the whole state, which comes over TCP. A joining node gets, by memberlist's push/pull, what
+// its seed has heard of everyone, and asks each node it is behind on for its state. Records
+// (overrides) go to every member over TCP and ride every push/pull; the newest write wins.
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures a Node. Name, Bind and Logf are required.
+type Config struct {
+	// Name of this node; unique in the cluster.
+	Name string
+	// Bind is the gossip address, UDP and TCP, host:port (port 0: any free port).
+	Bind string
+	// Advertise is the address peers reach this node at; default Bind.
+	Advertise string
+	// Join lists seeds, host:port; names are resolved again on every attempt.
+	Join []string
+	// Secret is the gossip encryption key (16, 24 or 32 bytes); nil: gossip is not encrypted.
+	Secret []byte
+	// Quorum is the default quorum of a target whose own is 0: N >= 1, Majority or All.
+	// Default (0): Majority.
+	Quorum int
+	// Logf logs a line: joins, leaves, the view's mode changing, errors.
+	Logf func(format string, args ...any)
+	// OnChange is called after what peers said changed (observations, records, members, the
+	// mode), at most once per 50 ms and at least once a second while there are peers (so that
+	// observations that went stale are noticed). It runs on its own goroutine, one call at a time.
+	OnChange func()
+
+	drop func(addr string) bool // tests: packets and connections to addr are lost
+}
+
+// Quorum values besides N >= 1.
+const (
+	Majority = -1
+	All      = -2
+)
+
+// Fresh is how long an observation counts, in intervals of its check, after the node that made
+// it was last heard from.
+const Fresh = 3
+
+// Node is this process's member of the cluster.
+type Node struct {
+	cfg   Config
+	ml    *memberlist.Memberlist
+	tr    *transport
+	start time.Time
+
+	mu      sync.Mutex
+	seq     uint64
+	own     map[uint64]obs
+	pending map[uint64]obs // changes not sent yet
+	zones   []Zone
+	files   string
+	peers   map[string]*peer
+	records map[string]Record
+	local   bool                 // partitioned: this node does not trust the cluster's view
+	alive   int                  // members memberlist saw alive at the last check, this node included
+	known   int                  // members this node knew then
+	asked   map[string]time.Time // when this node last asked a peer for its state
+	served  map[string]time.Time // when this node last sent its state to a peer
+
+	flush   chan struct{}
+	changed chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+
+	msgsIn, msgsOut atomic.Uint64
+}
+
+// peer is what this node knows of another.
+type peer struct {
+	name   string
+	addr   string
+	state  memberlist.NodeStateType
+	left   time.Time // when it died or left; zero while it is a member
+	seq    uint64
+	heard  time.Time // when any message from it last arrived, on this node's clock
+	files  string
+	obs    map[uint64]obs
+	zones  []Zone
+	synced bool // it sent its whole state at least once
+	member bool // memberlist told of it
+}
+
+// Start joins the cluster (in the background: seeds that do not answer are tried again with
+// back-off) and returns the node.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("cluster: a node needs a name")
+	}
+	host, portText, err := net.SplitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %q: %v", cfg.Bind, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("cluster: bind %q: bad port", cfg.Bind)
+	}
+	if ip := net.ParseIP(host); ip == nil {
+		return nil, fmt.Errorf("cluster: bind %q: not an IP address", cfg.Bind)
+	}
+	switch len(cfg.Secret) {
+	case 0, 16, 24, 32:
+	default:
+		return nil, fmt.Errorf("cluster: the secret is %d bytes; it must be 16, 24 or 32", len(cfg.Secret))
+	}
+	n := &Node{cfg: cfg, start: time.Now(), own: map[uint64]obs{}, pending: map[uint64]obs{},
+		peers: map[string]*peer{}, records: map[string]Record{}, asked: map[string]time.Time{}, served: map[string]time.Time{},
+		flush: make(chan struct{}, 1), changed: make(chan struct{}, 1), stop: make(chan struct{})}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.Logger = log.New(io.Discard, "", 0)
+	mc.Delegate = (*delegate)(n)
+	mc.Events = (*events)(n)
+	mc.TCPTimeout = 2 * time.Second
+	mc.PushPullInterval = 15 * time.Second
+	if cfg.Secret != nil {
+		mc.SecretKey = cfg.Secret
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %s: %v", cfg.Bind, err)
+	}
+	port = nt.GetAutoBindPort()
+	mc.BindAddr, mc.BindPort, mc.AdvertisePort = host, port, port
+	if cfg.Advertise != "" {
+		ah, ap, err := net.SplitHostPort(cfg.Advertise)
+		if p, perr := strconv.Atoi(ap); err != nil || perr != nil || net.ParseIP(ah) == nil {
+			nt.Shutdown()
+			return nil, fmt.Errorf("cluster: advertise %q is not IP:port", cfg.Advertise)
+		} else {
+			mc.AdvertiseAddr, mc.AdvertisePort = ah, p
+		}
+	}
+	n.tr = newTransport(nt, cfg.drop)
+	n.tr.dropOn.Store(cfg.drop != nil)
+	mc.Transport = n.tr
+	if n.ml, err = memberlist.Create(mc); err != nil {
+		nt.Shutdown()
+		return nil, fmt.Errorf("cluster: %v", err)
+	}
+	n.wg.Add(3)
+	go n.sender()
+	go n.notifier()
+	go n.joiner()
+	return n, nil
+}
+
+// Addr returns the address peers reach this node at.
+func (n *Node) Addr() string { return n.ml.LocalNode().Address() }
+
+// Name returns this node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Close leaves the cluster (telling the others, for up to a second) and stops.
+func (n *Node) Close() {
+	if n.closed.Swap(true) {
+		return
+	}
+	close(n.stop)
+	n.ml.Leave(time.Second)
+	n.ml.Shutdown()
+	n.wg.Wait()
+}
+
+// Observe records this node's own observation of the target key: down or up since, by a check
+// of interval. Peers hear of it within milliseconds.
+func (n *Node) Observe(key string, down bool, since time.Time, interval time.Duration) {
+	o := obs{State: obsUp, Since: since.UnixMilli(), Interval: uint32(min(interval.Milliseconds(), 1<<32-1))}
+	if down {
+		o.State = obsDown
+	}
+	h := KeyHash(key)
+	n.mu.Lock()
+	if n.own[h] != o {
+		n.own[h] = o
+		n.pending[h] = o
+	}
+	n.mu.Unlock()
+	n.kick(n.flush)
+}
+
+// Forget says this node stopped probing the target key.
+func (n *Node) Forget(key string) {
+	h := KeyHash(key)
+	n.mu.Lock()
+	if _, ok := n.own[h]; ok {
+		delete(n.own, h)
+		n.pending[h] = obs{State: obsRemoved}
+	}
+	n.mu.Unlock()
+	n.kick(n.flush)
+}
+
+// SetFiles sets the hash of this node's policy files and the serials it serves.
+func (n *Node) SetFiles(hash string, zones []Zone) {
+	zones = slices.Clone(zones)
+	slices.SortFunc(zones, func(a, b Zone) int { return cmpString(a.Name, b.Name) })
+	n.mu.Lock()
+	if n.files == hash && slices.Equal(n.zones, zones) {
+		n.mu.Unlock()
+		return
+	}
+	n.files, n.zones = hash, zones
+	n.seq++
+	m := &message{Type: msgDelta, Origin: n.cfg.Name, Seq: n.seq, Files: hash, Full: true, Zones: zones}
+	n.mu.Unlock()
+	n.sendAll(m.encode(), false)
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (n *Node) kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// sender sends this node's changes as they come, and a beat every second.
+func (n *Node) sender() {
+	defer n.wg.Done()
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.flush:
+			n.sendDelta()
+		case <-beat.C:
+			n.mu.Lock()
+			m := &message{Type: msgBeat, Origin: n.cfg.Name, Seq: n.seq, Files: n.files}
+			n.mu.Unlock()
+			n.sendAll(m.encode(), false)
+			n.gc(time.Now())
+		}
+	}
+}
+
+// sendDelta sends the pending changes. A batch too large for one packet is not sent: the
+// sequence moves on, and peers that see the gap fetch the whole state over TCP.
+func (n *Node) sendDelta() {
+	n.mu.Lock()
+	if len(n.pending) == 0 {
+		n.mu.Unlock()
+		return
+	}
+	n.seq++
+	m := &message{Type: msgDelta, Origin: n.cfg.Name, Seq: n.seq, Files: n.files}
+	if len(n.pending)*(minObsSize+8) < maxPacket {
+		m.Obs = make([]entry, 0, len(n.pending))
+		for k, o := range n.pending {
+			m.Obs = append(m.Obs, entry{k, o})
+		}
+	} else {
+		m.Type = msgBeat // the gap tells the peers to fetch the state
+	}
+	clear(n.pending)
+	n.mu.Unlock()
+	n.sendAll(m.encode(), false)
+}
+
+// sendAll sends b to every member but this node.
+func (n *Node) sendAll(b []byte, reliable bool) {
+	for _, m := range n.ml.Members() {
+		if m.Name == n.cfg.Name {
+			continue
+		}
+		n.send(m, b, reliable)
+	}
+}
+
+func (n *Node) send(to *memberlist.Node, b []byte, reliable bool) {
+	var err error
+	if reliable {
+		err = n.ml.SendReliable(to, b)
+	} else {
+		err = n.ml.SendBestEffort(to, b)
+	}
+	if err == nil {
+		n.msgsOut.Add(1)
+	}
+}
+
+// ownState returns this node's whole state as a message.
+func (n *Node) ownState() *message {
+	m := &message{Type: msgState, Origin: n.cfg.Name, Seq: n.seq, Files: n.files, Full: true, Zones: n.zones,
+		Obs: make([]entry, 0, len(n.own))}
+	for k, o := range n.own {
+		m.Obs = append(m.Obs, entry{k, o})
+	}
+	return m
+}
+
+// receive applies a message from a peer.
+func (n *Node) receive(b []byte) {
+	m, err := decode(b)
+	if err != nil {
+		n.cfg.Logf("cluster: dropped a message: %v", err)
+		return
+	}
+	n.msgsIn.Add(1)
+	if m.Origin == n.cfg.Name && m.Type != msgSync {
+		return
+	}
+	now := time.Now()
+	var ask, serve string
+	n.mu.Lock()
+	switch m.Type {
+	case msgBeat:
+		p := n.peer(m.Origin)
+		p.heard, p.files = now, m.Files
+		if m.Seq > p.seq || !p.synced {
+			ask = m.Origin
+		}
+	case msgDelta:
+		p := n.peer(m.Origin)
+		p.heard, p.files = now, m.Files
+		switch {
+		case m.Seq == p.seq+1 && p.synced:
+			p.seq = m.Seq
+			for _, e := range m.Obs {
+				if e.State == obsRemoved {
+					delete(p.obs, e.Key)
+				} else {
+					p.obs[e.Key] = e.obs
+				}
+			}
+			if m.Full {
+				p.zones = m.Zones
+			}
+		case m.Seq > p.seq:
+			ask = m.Origin
+		}
+	case msgState:
+		n.applyState(m, now)
+	case msgSync:
+		if m.Target == n.cfg.Name && now.Sub(n.served[m.Origin]) > 500*time.Millisecond {
+			n.served[m.Origin] = now
+			serve = m.Origin
+		}
+	case msgRecords:
+		n.mergeRecords(m.Recs)
+	}
+	n.mu.Unlock()
+	if ask != "" {
+		n.ask(ask)
+	}
+	if serve != "" {
+		n.serve(serve)
+	}
+	n.kick(n.changed)
+}
+
+// applyState takes a peer's whole state, unless this node has a newer one. n.mu is held.
+func (n *Node) applyState(m *message, now time.Time) {
+	p := n.peer(m.Origin)
+	if m.Seq < p.seq && p.synced {
+		return
+	}
+	p.seq, p.files, p.zones, p.heard, p.synced = m.Seq, m.Files, m.Zones, now, true
+	p.obs = make(map[uint64]obs, len(m.Obs))
+	for _, e := range m.Obs {
+		if e.State != obsRemoved {
+			p.obs[e.Key] = e.obs
+		}
+	}
+}
+
+// peer returns the record of the named node, made when new. n.mu is held.
+func (n *Node) peer(name string) *peer {
+	p := n.peers[name]
+	if p == nil {
+		p = &peer{name: name, state: memberlist.StateAlive, obs: map[uint64]obs{}}
+		n.peers[name] = p
+	}
+	return p
+}
+
+// ask asks the named node for its whole state, at most twice a second.
+func (n *Node) ask(name string) {
+	now := time.Now()
+	n.mu.Lock()
+	if now.Sub(n.asked[name]) < 500*time.Millisecond {
+		n.mu.Unlock()
+		return
+	}
+	n.asked[name] = now
+	n.mu.Unlock()
+	b := (&message{Type: msgSync, Origin: n.cfg.Name, Target: name}).encode()
+	for _, m := range n.ml.Members() {
+		if m.Name == name {
+			n.send(m, b, false)
+		}
+	}
+}
+
+// serve sends this node's whole state to the named node, over TCP.
+func (n *Node) serve(name string) {
+	n.mu.Lock()
+	b := n.ownState().encode()
+	n.mu.Unlock()
+	for _, m := range n.ml.Members() {
+		if m.Name == name {
+			go n.send(m, b, true)
+		}
+	}
+}
+
+// notifier calls OnChange, coalesced.
+func (n *Node) notifier() {
+	defer n.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.changed:
+		case <-tick.C:
+		}
+		n.checkMode()
+		if n.cfg.OnChange != nil {
+			n.cfg.OnChange()
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// joiner joins the seeds, and keeps joining the seeds and the members that died, so that a
+// node cut off for longer than memberlist remembers the dead finds the others again.
+func (n *Node) joiner() {
+	defer n.wg.Done()
+	wait := time.Second
+	for {
+		var want []string
+		alive := map[string]bool{}
+		for _, m := range n.ml.Members() {
+			alive[m.Address()] = true
+		}
+		for _, s := range n.cfg.Join {
+			if !alive[s] {
+				want = append(want, s)
+			}
+		}
+		n.mu.Lock()
+		for _, p := range n.peers {
+			if !p.left.IsZero() && p.state == memberlist.StateDead && p.addr != "" && !alive[p.addr] && !slices.Contains(want, p.addr) {
+				want = append(want, p.addr)
+			}
+		}
+		n.mu.Unlock()
+		if len(want) > 0 {
+			joined, err := n.ml.Join(want)
+			switch {
+			case joined > 0:
+				wait = 5 * time.Second
+			case err != nil:
+				if wait >= 8*time.Second {
+					n.cfg.Logf("cluster: cannot join %v yet: %v", want, err)
+				}
+				wait = min(wait*2, 30*time.Second)
+			}
+		} else {
+			wait = 5 * time.Second
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// gc drops records that expired and peers that left long ago.
+func (n *Node) gc(now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.records {
+		if (!r.Expires.IsZero() && now.After(r.Expires)) || (r.Deleted && now.Sub(r.Updated) > TombstoneTTL) {
+			delete(n.records, id)
+		}
+	}
+	for name, p := range n.peers {
+		if !p.left.IsZero() && now.Sub(p.left) > ForgetDead {
+			delete(n.peers, name)
+		}
+	}
+}
+
+// TombstoneTTL is how long a deleted record is remembered, so that a node that was away
+// shorter than that does not bring it back.
+const TombstoneTTL = 24 * time.Hour
+
+// ForgetDead is how long a member that died without leaving still counts among the members
+// this node knows (for the partition rule) and is joined again.
+const ForgetDead = 10 * time.Minute
+
+// Stats are counters of this node's gossip.
+type Stats struct {
+	MessagesIn, MessagesOut uint64 // steerdns messages, not memberlist's own
+	BytesOut                uint64 // every byte this node sent, memberlist's own included
+}
+
+// Stats returns the counters.
+func (n *Node) Stats() Stats {
+	return Stats{MessagesIn: n.msgsIn.Load(), MessagesOut: n.msgsOut.Load(), BytesOut: n.tr.out.Load()}
+}
