@@ -10,14 +10,13 @@ import (
 
 // probeDNS asks the target for Config.Query, type A, over UDP, and again over TCP when the answer
 // is truncated. It passes on NOERROR, with or without records.
-func probeDNS(ctx context.Context, c Config, addr string) error {
+func probeDNS(ctx context.Context, c Config, addr string, src *source) error {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(c.Query), dns.TypeA)
-	hp := hostPort(addr, c.Port)
 
-	r, err := exchange(ctx, "udp", m, hp)
+	r, err := exchange(ctx, src, "udp", m, addr, c.Port)
 	if err == nil && r.Truncated {
-		r, err = exchange(ctx, "tcp", m, hp)
+		r, err = exchange(ctx, src, "tcp", m, addr, c.Port)
 	}
 	if err != nil {
 		return err
@@ -28,14 +27,15 @@ func probeDNS(ctx context.Context, c Config, addr string) error {
 	return nil
 }
 
-// exchange sends m to hp over network and returns the reply, bounded by ctx.
-func exchange(ctx context.Context, network string, m *dns.Msg, hp string) (*dns.Msg, error) {
+// exchange sends m to addr:port over network from src and returns the reply, bounded by ctx.
+func exchange(ctx context.Context, src *source, network string, m *dns.Msg, addr string, port int) (*dns.Msg, error) {
 	deadline, _ := ctx.Deadline()
-	cl := &dns.Client{Net: network, Dialer: dialer, Timeout: time.Until(deadline)}
-	conn, err := cl.DialContext(ctx, hp)
+	cl := &dns.Client{Net: network, Timeout: time.Until(deadline)}
+	raw, err := src.dial(ctx, network, addr, port)
 	if err != nil {
 		return nil, err
 	}
+	conn := &dns.Conn{Conn: raw} // as cl.DialContext makes it (UDPSize 0: the default)
 	defer conn.Close()
 	// ExchangeWithConnContext sets the conn's deadlines from ctx's deadline, but does not watch
 	// for ctx's cancellation: closing the conn does.

@@ -70,6 +70,9 @@ type Engine struct {
 
 	loggedAt time.Time // when a limit was last logged; the scheduler's
 	logged   bool      // a limit was logged and its end not yet
+
+	src   atomic.Pointer[source] // where probes come from; nil: the kernel's choice (SetSource)
+	srcMu sync.Mutex             // serializes SetSource
 }
 
 // entry is one probed target.

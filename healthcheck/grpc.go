@@ -37,8 +37,8 @@ import (
 // of file, a reset, or a GOAWAY that does not cover the call) before any frame of the answer is
 // retried once on a new connection; any failure closes the connection; a connection is kept only
 // after a call that passed, when nothing of the server's is left unread and it is not going away.
-func probeGRPC(ctx context.Context, c Config, addr string, k *keeper) error {
-	if pc := k.take(time.Now()); pc != nil && pc.h2 != nil {
+func probeGRPC(ctx context.Context, c Config, addr string, k *keeper, src *source) error {
+	if pc := k.take(time.Now(), src); pc != nil && pc.h2 != nil {
 		keep, stale, err := grpcCall(ctx, c, addr, k, pc, true)
 		if !stale {
 			k.done(pc, keep)
@@ -48,7 +48,7 @@ func probeGRPC(ctx context.Context, c Config, addr string, k *keeper) error {
 	} else if pc != nil {
 		pc.close() // not reached: a target has one type
 	}
-	pc, err := connectGRPC(ctx, c, addr)
+	pc, err := connectGRPC(ctx, c, addr, src)
 	if err != nil {
 		return err
 	}
@@ -81,13 +81,13 @@ func (h *h2IO) Read(p []byte) (int, error) {
 
 func (h *h2IO) Write(p []byte) (int, error) { return h.w.Write(p) }
 
-// connectGRPC opens a probe connection for gRPC: TCP, and TLS with ALPN h2 when c.TLS.
-func connectGRPC(ctx context.Context, c Config, addr string) (*probeConn, error) {
-	raw, err := dial(ctx, addr, c.Port)
+// connectGRPC opens a probe connection for gRPC from src: TCP, and TLS with ALPN h2 when c.TLS.
+func connectGRPC(ctx context.Context, c Config, addr string, src *source) (*probeConn, error) {
+	raw, err := dial(ctx, src, addr, c.Port)
 	if err != nil {
 		return nil, err
 	}
-	pc := &probeConn{raw: raw, conn: raw, born: time.Now(), h2: &h2Conn{next: 1}}
+	pc := &probeConn{raw: raw, conn: raw, born: time.Now(), src: src, h2: &h2Conn{next: 1}}
 	if c.TLS {
 		name := c.Host
 		if name == "" {

@@ -45,12 +45,12 @@ var errTooLarge = errors.New("response headers larger than 64 KiB")
 //   - the step that failed (dial, TLS, read) gives the reason without guessing from a message.
 //
 // Redirects are not followed: a 3xx is judged by ExpectStatus like any other status.
-func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
+func probeHTTP(ctx context.Context, c Config, addr string, k *keeper, src *source) error {
 	req, wire, err := k.request(c, addr)
 	if err != nil {
 		return err
 	}
-	if pc := k.take(time.Now()); pc != nil {
+	if pc := k.take(time.Now(), src); pc != nil {
 		keep, stale, err := roundTrip(ctx, c, pc, true, req, wire)
 		if !stale {
 			k.done(pc, keep)
@@ -60,7 +60,7 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
 		// request reached it: try a new connection, as net/http's Transport does.
 		pc.close()
 	}
-	pc, err := connect(ctx, c, addr)
+	pc, err := connect(ctx, c, addr, src)
 	if err != nil {
 		return err
 	}
@@ -69,13 +69,13 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper) error {
 	return err
 }
 
-// connect opens a probe connection to the target: TCP, and TLS for https.
-func connect(ctx context.Context, c Config, addr string) (*probeConn, error) {
-	raw, err := dial(ctx, addr, c.Port)
+// connect opens a probe connection to the target from src: TCP, and TLS for https.
+func connect(ctx context.Context, c Config, addr string, src *source) (*probeConn, error) {
+	raw, err := dial(ctx, src, addr, c.Port)
 	if err != nil {
 		return nil, err
 	}
-	pc := &probeConn{raw: raw, conn: raw, born: time.Now()}
+	pc := &probeConn{raw: raw, conn: raw, born: time.Now(), src: src}
 	if c.Type != TypeHTTPS {
 		return pc, nil
 	}

@@ -41,11 +41,13 @@ const (
 // Probe runs one probe of t now, on a new connection, and returns its result; it changes no
 // state. It returns within t.Config.Timeout, or sooner when ctx ends. Call it to check a target
 // once; the Engine probes on schedule, reusing HTTP and gRPC connections (see MaxConnAge).
-func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil) }
+// The kernel chooses the source address; ProbeFrom sets it.
+func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil, nil) }
 
-// probeWith is Probe; an HTTP, HTTPS or gRPC probe takes its connection from k and leaves it
-// there for the next probe when it can (k nil: a new connection, closed at the end).
-func probeWith(ctx context.Context, t Target, k *keeper) Result {
+// probeWith is Probe from src (nil: the kernel's choice); an HTTP, HTTPS or gRPC probe takes its
+// connection from k and leaves it there for the next probe when it can (k nil: a new connection,
+// closed at the end). A connection kept from another source is not reused.
+func probeWith(ctx context.Context, t Target, k *keeper, src *source) Result {
 	c := t.Config.Normalize()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
@@ -54,13 +56,13 @@ func probeWith(ctx context.Context, t Target, k *keeper) Result {
 	var err error
 	switch c.Type {
 	case TypeHTTP, TypeHTTPS:
-		err = probeHTTP(ctx, c, t.Address, k)
+		err = probeHTTP(ctx, c, t.Address, k, src)
 	case TypeTCP:
-		err = probeTCP(ctx, c, t.Address)
+		err = probeTCP(ctx, c, t.Address, src)
 	case TypeDNS:
-		err = probeDNS(ctx, c, t.Address)
+		err = probeDNS(ctx, c, t.Address, src)
 	case TypeGRPC:
-		err = probeGRPC(ctx, c, t.Address, k)
+		err = probeGRPC(ctx, c, t.Address, k, src)
 	default:
 		err = fmt.Errorf("check type %q: %w", c.Type, ErrType)
 	}
@@ -122,21 +124,22 @@ func classify(err error) string {
 	return ReasonOther
 }
 
-// dialer opens the connection of every probe. Probes are short: no TCP keep-alive. Timeouts come
-// from the probe's context.
+// dialer opens the connection of every probe whose source address the kernel chooses (see
+// source for the others). Probes are short: no TCP keep-alive. Timeouts come from the probe's
+// context.
 var dialer = &net.Dialer{KeepAlive: -1}
 
 // hostPort returns addr:port, with brackets for IPv6.
 func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 
-// dial connects to addr:port over TCP, within ctx.
+// dial connects to addr:port over TCP from src (nil: the kernel's choice), within ctx.
 //
 // The connection closes with a reset (SO_LINGER 0), as HAProxy closes its checks: a probe has
 // nothing left to deliver by then, and a graceful close would leave every connection in TIME_WAIT
 // on this host for a minute: at 30,000 targets every 5s, 360,000 sockets, past Linux's
 // tcp_max_tw_buckets.
-func dial(ctx context.Context, addr string, port int) (net.Conn, error) {
-	conn, err := dialer.DialContext(ctx, "tcp", hostPort(addr, port))
+func dial(ctx context.Context, src *source, addr string, port int) (net.Conn, error) {
+	conn, err := src.dial(ctx, "tcp", addr, port)
 	if err != nil {
 		return nil, err
 	}

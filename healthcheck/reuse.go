@@ -45,6 +45,7 @@ type probeConn struct {
 	raw  net.Conn  // the TCP connection
 	conn net.Conn  // raw, or the TLS client over it
 	born time.Time // when it was dialled
+	src  *source   // the source it was dialled from
 	h2   *h2Conn   // for gRPC: the HTTP/2 connection's state
 }
 
@@ -62,16 +63,17 @@ type keeper struct {
 	room *atomic.Int64 // a connection is kept while the probes hold fewer file descriptors; nil: keepFDs()
 }
 
-// take returns the idle connection, or nil when there is none (or no keeper) or it is too old
-// to reuse.
-func (k *keeper) take(now time.Time) *probeConn {
+// take returns the idle connection, or nil when there is none (or no keeper), or it is too old
+// to reuse, or it was dialled from another source than src (the source changed since: it is
+// closed).
+func (k *keeper) take(now time.Time, src *source) *probeConn {
 	if k == nil || k.idle == nil {
 		return nil
 	}
 	c := k.idle
 	k.idle = nil
 	keptConns.Add(-1)
-	if now.Sub(c.born) >= MaxConnAge {
+	if now.Sub(c.born) >= MaxConnAge || c.src != src {
 		c.close()
 		return nil
 	}

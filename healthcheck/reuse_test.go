@@ -257,11 +257,11 @@ func TestKeeper(t *testing.T) {
 	var k keeper
 	pc, raw := pipe()
 	k.put(pc, 1<<20)
-	if got := k.take(now.Add(MaxConnAge - time.Second)); got != pc {
+	if got := k.take(now.Add(MaxConnAge-time.Second), nil); got != pc {
 		t.Errorf("a young connection was not reused")
 	}
 	k.put(pc, 1<<20)
-	if got := k.take(now.Add(MaxConnAge)); got != nil || !closed(raw) {
+	if got := k.take(now.Add(MaxConnAge), nil); got != nil || !closed(raw) {
 		t.Errorf("a connection of MaxConnAge was reused, or not closed")
 	}
 	before := keptConns.Load()

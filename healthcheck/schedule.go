@@ -139,7 +139,7 @@ func (e *Engine) work(ent *entry) {
 func (e *Engine) probe(ent *entry) *entry {
 	t := ent.target
 	start := time.Now()
-	res := probeWith(e.shards[ent.shard], t, &ent.keep)
+	res := probeWith(e.shards[ent.shard], t, &ent.keep, e.src.Load())
 	probing.Add(-1)
 	if e.ctx.Err() != nil {
 		ent.keep.close()
