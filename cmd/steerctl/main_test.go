@@ -278,9 +278,11 @@ func TestUsage(t *testing.T) {
 		{[]string{"undrain"}, 2, "", "name an override ID, or a TARGET"},
 		{[]string{"undrain", "pool:x"}, 2, "", `pool target "pool:x" is not pool:ZONE/SERVICE/REGION`},
 		{[]string{"probe"}, 2, "", "name at least one policy file or folder"},
+		{[]string{"probe", "--source", "nope", "x.yaml"}, 2, "", `steerctl: probe: --source "nope" is not an IP address`},
+		{[]string{"probe", "--source", "203.0.113.77", "x.yaml"}, 2, "", "steerctl: probe: --source 203.0.113.77: listen tcp 203.0.113.77:0: bind: cannot assign requested address"},
 		{[]string{"explain", "--help"}, 0, "Usage: steerctl explain [--client ADDR|PREFIX]", ""},
 		{[]string{"force-up", "-h"}, 0, "$USER@hostname", ""},
-		{[]string{"probe", "--help"}, 0, "Usage: steerctl probe [--service NAME] [--json] FILE|DIR...", ""},
+		{[]string{"probe", "--help"}, 0, "Usage: steerctl probe [--service NAME] [--source ADDR] [--json] FILE|DIR...", ""},
 		{[]string{"help", "history"}, 0, "--since DURATION", ""},
 		{[]string{"overrides", "--help"}, 0, "STEER_ADMIN", ""},
 		{[]string{"status", "--help"}, 0, "Usage: steerctl status", ""},
@@ -815,6 +817,57 @@ func TestProbe(t *testing.T) {
 	code, out, errs = steerctl("probe", "--service", "up", bad, f)
 	if code != 1 || !strings.HasPrefix(errs, bad+":7: services.www.pools[0].endpoints[0]: ") || !strings.HasSuffix(out, "2 targets probed: 2 up, 0 down; 1 file not valid, not probed\n") {
 		t.Errorf("exit %d stderr %q\n%s", code, errs, out)
+	}
+}
+
+// --source sends the probes from that address: 127.0.0.2, which Linux routes to lo. An endpoint
+// of the other IP family is down, with the reason.
+func TestProbeSource(t *testing.T) {
+	var mu sync.Mutex
+	var from []string
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		mu.Lock()
+		from = append(from, host)
+		mu.Unlock()
+	}))
+	t.Cleanup(web.Close)
+	dir := writeFiles(t, map[string]string{"source.yaml": fmt.Sprintf(`zone: source.test.
+ns: [ns1.source.test.]
+checks:
+  web: {type: http, port: %d, timeout: 1s}
+services:
+  www:
+    check: web
+    pools:
+      - endpoints: [127.0.0.1]
+  six:
+    check: web
+    pools:
+      - endpoints: ["::1"]
+`, web.Listener.Addr().(*net.TCPAddr).Port)})
+	f := filepath.Join(dir, "source.yaml")
+
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		mu.Lock()
+		from = nil
+		mu.Unlock()
+		code, out, errs := steerctl("probe", "--source", src, "--service", "www", f)
+		mu.Lock()
+		got := slices.Clone(from)
+		mu.Unlock()
+		if code != 0 || errs != "" || !slices.Equal(got, []string{src}) {
+			t.Errorf("--source %s: exit %d stderr %q, probes from %v\n%s", src, code, errs, got, out)
+		}
+	}
+
+	code, out, _ := steerctl("probe", "--source", "127.0.0.2", "--json", "--service", "six", f)
+	var rows []probeRow
+	if err := json.Unmarshal([]byte(out), &rows); code != 1 || err != nil || len(rows) != 1 {
+		t.Fatalf("exit %d %v\n%s", code, err, out)
+	}
+	if r := rows[0]; r.Up || r.Reason != "other" || !strings.Contains(r.Error, "different IP families") {
+		t.Errorf("an IPv6 endpoint probed from 127.0.0.2: %+v", r)
 	}
 }
 

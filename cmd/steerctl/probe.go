@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -17,7 +18,7 @@ import (
 	"github.com/steerdns/steerdns/zones"
 )
 
-const probeHelp = `Usage: steerctl probe [--service NAME] [--json] FILE|DIR...
+const probeHelp = `Usage: steerctl probe [--service NAME] [--source ADDR] [--json] FILE|DIR...
 
 Runs the health checks of policy files once, from this machine, against their endpoints, and
 prints each result: a dry run before deploying. The files are read as "steerctl check" reads
@@ -33,6 +34,9 @@ reset, status, body, tls, dns, grpc, other), the probe's latency and the error i
 Options:
   --service NAME   only the endpoints of this service: its name relative to its zone
                    ("www", "@" for the apex) or fully qualified ("www.example.com.")
+  --source ADDR    send every probe from ADDR, an IP address of this machine, as the
+                   Corefile's probe_source does (default: the kernel's choice); an
+                   endpoint of the other IP family is down, reason other
   --json           a JSON array on stdout, one object per endpoint:
                      {"zone": "example.com.", "service": "www.example.com.", "pool": "us-east",
                       "endpoint": "192.0.2.10", "check": "web", "checked": true, "up": false,
@@ -44,6 +48,7 @@ on a usage error.
 Examples:
   steerctl probe zones/
   steerctl probe --service www zones/example.com.yaml
+  steerctl probe --source 192.0.2.53 zones/
 `
 
 // probeParallel bounds the probes in flight.
@@ -68,6 +73,7 @@ type probeRow struct {
 func runProbe(c *command, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	service := fs.String("service", "", "")
+	sourceArg := fs.String("source", "", "")
 	asJSON := fs.Bool("json", false, "")
 	paths, code, done := parseFlags(c, fs, args, stdout, stderr)
 	if done {
@@ -75,6 +81,17 @@ func runProbe(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 	if len(paths) == 0 {
 		return usageErr(c, stderr, "name at least one policy file or folder")
+	}
+	var source netip.Addr
+	if *sourceArg != "" {
+		var err error
+		if source, err = netip.ParseAddr(*sourceArg); err != nil {
+			return usageErr(c, stderr, "--source %q is not an IP address", *sourceArg)
+		}
+		// Once, before any probe: an address that is not this machine's would fail them all.
+		if err := healthcheck.CheckSource(source); err != nil {
+			return usageErr(c, stderr, "--source %s: %v", source, err)
+		}
 	}
 
 	results := checkPaths(paths)
@@ -100,7 +117,7 @@ func runProbe(c *command, args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	got := probeAll(ctx, targets)
+	got := probeAll(ctx, targets, source)
 
 	up, down, unchecked := 0, 0, 0
 	for _, res := range got {
@@ -204,8 +221,9 @@ func probeRows(results []*result, service string) (rows []probeRow, targets map[
 	return rows, targets, known
 }
 
-// probeAll probes every target once, probeParallel at a time, and returns the results by key.
-func probeAll(ctx context.Context, targets map[string]healthcheck.Target) map[string]healthcheck.Result {
+// probeAll probes every target once from source (the zero Addr: the kernel's choice),
+// probeParallel at a time, and returns the results by key.
+func probeAll(ctx context.Context, targets map[string]healthcheck.Target, source netip.Addr) map[string]healthcheck.Result {
 	out := make(map[string]healthcheck.Result, len(targets))
 	var (
 		mu   sync.Mutex
@@ -217,7 +235,7 @@ func probeAll(ctx context.Context, targets map[string]healthcheck.Target) map[st
 		wg.Add(1)
 		go func() {
 			defer func() { <-slot; wg.Done() }()
-			r := healthcheck.Probe(ctx, t)
+			r := healthcheck.ProbeFrom(ctx, t, source)
 			mu.Lock()
 			out[key] = r
 			mu.Unlock()
