@@ -65,6 +65,53 @@ type Config struct {
 	Rise int
 	// Fall is the number of consecutive failures that make a target down. Default 2.
 	Fall int
+	// Quorum is how many nodes of a cluster must see the target down for it to be down: N >= 1
+	// (any = 1), QuorumMajority, QuorumAll, or 0 = the cluster's default. It does not change what
+	// a probe does, so it is not part of Key.
+	Quorum int
+}
+
+// Quorums other than a number of nodes (Config.Quorum).
+const (
+	QuorumMajority = -1 // more than half of the nodes with a fresh observation
+	QuorumAll      = -2 // every node with a fresh observation
+)
+
+// MaxQuorum is the largest number of nodes a quorum may name.
+const MaxQuorum = 1000
+
+// ParseQuorum parses a quorum as the policy file and the Corefile write it: "any" (1),
+// "majority", "all", or a number of nodes from 1 to MaxQuorum.
+func ParseQuorum(s string) (int, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "any":
+		return 1, nil
+	case "majority":
+		return QuorumMajority, nil
+	case "all":
+		return QuorumAll, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 || n > MaxQuorum {
+		return 0, fmt.Errorf("quorum %q is not any, majority, all or a number of nodes from 1 to %d", s, MaxQuorum)
+	}
+	return n, nil
+}
+
+// QuorumString is the text of quorum q, as ParseQuorum reads it back: "any" for 1, "majority",
+// "all", the number otherwise, and "default" for 0 (the cluster's).
+func QuorumString(q int) string {
+	switch q {
+	case 0:
+		return "default"
+	case 1:
+		return "any"
+	case QuorumMajority:
+		return "majority"
+	case QuorumAll:
+		return "all"
+	}
+	return strconv.Itoa(q)
 }
 
 // StatusRange is an inclusive range of HTTP status codes.
@@ -106,7 +153,8 @@ var (
 	ErrTimeout  = errors.New("timeout must be positive and less than interval")
 )
 
-// Normalize returns c with every default filled in.
+// Normalize returns c with every default filled in. Quorum 0 stays 0: its default is the
+// cluster's, which the cluster applies.
 func (c Config) Normalize() Config {
 	if c.Port == 0 {
 		switch c.Type {
@@ -184,11 +232,16 @@ func (c Config) Validate() (field string, err error) {
 	if c.Fall < 1 || c.Fall > 100 {
 		return "fall", errors.New("fall must be 1-100")
 	}
+	if c.Quorum < QuorumAll || c.Quorum > MaxQuorum {
+		return "quorum", fmt.Errorf("quorum must be any, majority, all or a number of nodes from 1 to %d", MaxQuorum)
+	}
 	return "", nil
 }
 
 // Key is a canonical text of every field that changes what a probe does. Two configs with the
-// same key probe a target identically, so their (check, target) pairs are probed once.
+// same key probe a target identically, so their (check, target) pairs are probed once. Quorum
+// is not in it: it says how a cluster judges the probes, and nodes (and files) that set
+// different quorums for one check still observe, and gossip about, one target.
 func (c Config) Key() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%d|%s|%s|%s|", c.Type, c.Port, c.Path, c.Host, c.Method)

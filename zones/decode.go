@@ -499,6 +499,7 @@ func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
 		"fast_interval": func(n *yaml.Node, p string) { c.FastInterval = d.duration(n, p) },
 		"rise":          func(n *yaml.Node, p string) { c.Rise = int(d.integer(n, p, 1, 100)) },
 		"fall":          func(n *yaml.Node, p string) { c.Fall = int(d.integer(n, p, 1, 100)) },
+		"quorum":        func(n *yaml.Node, p string) { c.Quorum = d.quorum(n, p) },
 	})
 	if c.Type == "" {
 		written := hasKey(n, "type") // an empty type is reported already
@@ -512,6 +513,18 @@ func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
 		d.fail(path+"."+field, "%v", err) // at the field's line, else the check's
 	}
 	return nc
+}
+
+// quorum is any, majority, all, or a number of nodes: a string, or a whole number.
+func (d *decoder) quorum(n *yaml.Node, path string) int {
+	n = resolve(n)
+	if n.Kind == yaml.ScalarNode && (n.ShortTag() == "!!str" || n.ShortTag() == "!!int") {
+		if q, err := healthcheck.ParseQuorum(n.Value); err == nil {
+			return q
+		}
+	}
+	d.errf(n, path, "must be any, majority, all or a number of nodes from 1 to %d, not %s", healthcheck.MaxQuorum, describe(n))
+	return 0
 }
 
 func (d *decoder) path(n *yaml.Node, p string) string {

@@ -47,7 +47,7 @@ checks:
   web:
     type: http
     intervall: 5s
-`, []string{`:6: checks.web.intervall: unknown key "intervall" (known: expect_body, expect_status, fall, fast_interval, headers, host, insecure_tls, interval, method, path, port, query, rise, service, timeout, tls, type)`}},
+`, []string{`:6: checks.web.intervall: unknown key "intervall" (known: expect_body, expect_status, fall, fast_interval, headers, host, insecure_tls, interval, method, path, port, query, quorum, rise, service, timeout, tls, type)`}},
 	{"unknown-key-soa", `zone: example.com.
 ns: [ns1.example.com.]
 soa:
