@@ -81,6 +81,7 @@ func (e *events) NotifyJoin(m *memberlist.Node) {
 	n.mu.Lock()
 	p := n.peer(m.Name)
 	p.member, p.state, p.left, p.addr = true, memberlist.StateAlive, time.Time{}, m.Address()
+	p.synced = false // it may have restarted: its observations count again once its state came
 	n.mu.Unlock()
 	n.cfg.Logf("cluster: %s (%s) joined", m.Name, m.Address())
 	n.kick(n.changed)

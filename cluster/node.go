@@ -128,7 +128,9 @@ func Start(cfg Config) (*Node, error) {
 	default:
 		return nil, fmt.Errorf("cluster: the secret is %d bytes; it must be 16, 24 or 32", len(cfg.Secret))
 	}
-	n := &Node{cfg: cfg, start: time.Now(), own: map[uint64]obs{}, pending: map[uint64]obs{},
+	// The sequence starts at the start time, so that a restarted node's numbers are above
+	// those of its previous run and its peers take its new state.
+	n := &Node{cfg: cfg, start: time.Now(), seq: uint64(time.Now().UnixNano()), own: map[uint64]obs{}, pending: map[uint64]obs{},
 		peers: map[string]*peer{}, records: map[string]Record{}, asked: map[string]time.Time{}, served: map[string]time.Time{},
 		flush: make(chan struct{}, 1), changed: make(chan struct{}, 1), stop: make(chan struct{})}
 
@@ -470,7 +472,7 @@ func (n *Node) notifier() {
 // node cut off for longer than memberlist remembers the dead finds the others again.
 func (n *Node) joiner() {
 	defer n.wg.Done()
-	wait := time.Second
+	wait, failed := time.Second, 0
 	for {
 		var want []string
 		alive := map[string]bool{}
@@ -493,11 +495,12 @@ func (n *Node) joiner() {
 			joined, err := n.ml.Join(want)
 			switch {
 			case joined > 0:
-				wait = 5 * time.Second
+				wait, failed = 5*time.Second, 0
 			case err != nil:
-				if wait >= 8*time.Second {
-					n.cfg.Logf("cluster: cannot join %v yet: %v", want, err)
+				if failed%10 == 0 {
+					n.cfg.Logf("cluster: cannot join %v yet (trying again with back-off): %v", want, err)
 				}
+				failed++
 				wait = min(wait*2, 30*time.Second)
 			}
 		} else {

@@ -179,6 +179,20 @@ func (l *Loader) Load(now time.Time) Result {
 	return res
 }
 
+// RaiseSerial gives the zone origin, served from a file with this content hash and serial 0,
+// the higher serial; the next Load serves it. A cluster uses it so that nodes with identical
+// files serve identical SOA records. It reports whether it raised the serial.
+func (l *Loader) RaiseSerial(origin, hash string, serial uint32) bool {
+	for _, e := range l.files {
+		if z := e.good; z != nil && z.Origin == origin && z.Hash == hash && z.Spec.SOA.Serial == 0 && serial > z.Serial && l.served[origin] == z {
+			e.good = Compile(z.Spec, z.Hash, serial)
+			l.serials[origin] = max(l.serials[origin], serial)
+			return true
+		}
+	}
+	return false
+}
+
 // assemble builds the set; when two files claim one zone, the one that served it before (else
 // the older file) keeps it, and the other is in error.
 func (l *Loader) assemble(errs []error, now time.Time) (*Set, []error) {

@@ -54,6 +54,10 @@ func (r *registry) Describe(ch chan<- *prometheus.Desc) {
 	ch <- overrideAgeDesc
 	ch <- probesInFlightDesc
 	ch <- probesLimitedDesc
+	ch <- clusterMembersDesc
+	ch <- clusterViewDesc
+	ch <- gossipMessagesDesc
+	ch <- gossipBytesDesc
 }
 
 // Collect implements prometheus.Collector. During a Corefile reload two instances may serve
@@ -135,6 +139,16 @@ func (r *registry) Collect(ch chan<- prometheus.Metric) {
 	}
 	for state, n := range files {
 		ch <- prometheus.MustNewConstMetric(policyFilesDesc, prometheus.GaugeValue, n, state)
+	}
+	if members, mode, stats, ok := clusterGauges(); ok {
+		for state, n := range members {
+			ch <- prometheus.MustNewConstMetric(clusterMembersDesc, prometheus.GaugeValue, n, state)
+		}
+		ch <- prometheus.MustNewConstMetric(clusterViewDesc, prometheus.GaugeValue, b2f(mode == "cluster"), "cluster")
+		ch <- prometheus.MustNewConstMetric(clusterViewDesc, prometheus.GaugeValue, b2f(mode == "local"), "local")
+		ch <- prometheus.MustNewConstMetric(gossipMessagesDesc, prometheus.CounterValue, float64(stats.MessagesIn), "in")
+		ch <- prometheus.MustNewConstMetric(gossipMessagesDesc, prometheus.CounterValue, float64(stats.MessagesOut), "out")
+		ch <- prometheus.MustNewConstMetric(gossipBytesDesc, prometheus.CounterValue, float64(stats.BytesOut))
 	}
 }
 

@@ -69,6 +69,19 @@ var (
 		"1 while a limit holds health probes back (every target's interval stretches alike), by limit: fds, memory, max_in_flight.",
 		[]string{"limit"}, nil)
 
+	clusterMembersDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_cluster_members",
+		"Members of the cluster as this node sees them (itself included), by state: alive, suspect, dead.",
+		[]string{"state"}, nil)
+	clusterViewDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_cluster_view",
+		"1 for the mode this node serves in: cluster (the quorum of fresh observations) or local (cut off: its own probes).",
+		[]string{"mode"}, nil)
+	gossipMessagesDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_gossip_messages_total",
+		"steerdns gossip messages (observations, beats, states, overrides; not memberlist's own), by direction: in, out.",
+		[]string{"direction"}, nil)
+	gossipBytesDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_gossip_sent_bytes_total",
+		"Bytes this node sent to its peers, memberlist's own traffic included.",
+		nil, nil)
+
 	endpointUpDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_endpoint_up",
 		"Whether an endpoint is in the answers: 1 up or not yet checked, 0 down.",
 		[]string{"zone", "service", "region", "endpoint"}, nil)

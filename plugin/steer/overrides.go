@@ -46,6 +46,13 @@ func (s *Steer) AddOverride(r admin.OverrideRequest) (admin.Override, error) {
 	rand.Read(id[:])
 	o.ID = hex.EncodeToString(id[:])
 
+	if s.cluster != nil {
+		// The cluster's records are the overrides: every node takes them from there.
+		s.cluster.node.Put(overrideRecord(o))
+		s.syncOverrides()
+		log.Infof("override %s (sent to the cluster): %s %s until %s (by %q: %s)", o.ID, o.Action, overrideTarget(o), expiry(o), o.By, o.Reason)
+		return toAdmin(o), nil
+	}
 	s.pub.Lock()
 	s.overrides = append(s.overrides, o)
 	s.republish()
@@ -68,6 +75,13 @@ func (s *Steer) DeleteOverride(id string) (admin.Override, error) {
 		return admin.Override{}, &admin.NotFound{Msg: fmt.Sprintf("no active override %q", id), Known: known}
 	}
 	o := s.overrides[i]
+	if s.cluster != nil {
+		s.pub.Unlock()
+		s.cluster.node.Delete(id)
+		s.syncOverrides()
+		log.Infof("override %s removed (in the cluster): %s %s", o.ID, o.Action, overrideTarget(o))
+		return toAdmin(o), nil
+	}
 	s.overrides = slices.Delete(slices.Clone(s.overrides), i, i+1)
 	s.republish()
 	s.pub.Unlock()

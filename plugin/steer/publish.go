@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/steerdns/steerdns/cluster"
 	"github.com/steerdns/steerdns/healthcheck"
 	"github.com/steerdns/steerdns/plugin/steer/admin"
 	"github.com/steerdns/steerdns/zones"
@@ -15,6 +16,7 @@ import (
 type slotTable struct {
 	byKey   map[string]int32
 	targets []*healthcheck.Target // by slot; nil while the slot is free
+	hash    []uint64              // by slot: cluster.KeyHash of the target's key
 	holders []holders             // by slot: the zones that hold it
 	free    []int32
 }
@@ -47,6 +49,7 @@ func (st *slotTable) grow(n int) {
 	}
 	if n > len(st.free) {
 		st.targets = slices.Grow(st.targets, n-len(st.free))
+		st.hash = slices.Grow(st.hash, n-len(st.free))
 		st.holders = slices.Grow(st.holders, n-len(st.free))
 	}
 }
@@ -62,10 +65,12 @@ func (st *slotTable) acquire(z *zones.Zone, local int32) (slot int32, fresh bool
 		} else {
 			slot = int32(len(st.targets))
 			st.targets = append(st.targets, nil)
+			st.hash = append(st.hash, 0)
 			st.holders = append(st.holders, holders{})
 		}
 		st.byKey[t.Key] = slot
 		st.targets[slot] = t
+		st.hash[slot] = cluster.KeyHash(t.Key)
 		st.holders[slot] = holders{first: holder{z, local}}
 		return slot, true
 	}
@@ -147,6 +152,9 @@ func (s *Steer) publish(set *zones.Set) {
 		targets[i] = *s.slots.targets[slot]
 	}
 	obs := s.health.Hold(targets)
+	if s.cluster != nil {
+		s.cluster.hold(targets, obs)
+	}
 	ths := make([]TargetHealth, len(fresh)) // one allocation for the load
 	for i, slot := range fresh {
 		th := &ths[i]
@@ -161,9 +169,16 @@ func (s *Steer) publish(set *zones.Set) {
 				s.state.mu.Unlock()
 			}
 		}
+		if s.cluster != nil {
+			th.Verdict = s.verdictOf(slot)
+			th.Cluster = fromVerdict(th.Verdict)
+		}
 		e.set(slot, th)
 	}
 	s.health.Release(gone)
+	if s.cluster != nil {
+		s.cluster.release(gone)
+	}
 	e.v.overrides = s.activeOverrides(set, time.Now())
 	next.view = e.done()
 	s.snap.Store(next)
@@ -181,7 +196,13 @@ func (s *Steer) observe(c healthcheck.Change) {
 	}
 	old := s.snap.Load()
 	th := &TargetHealth{Own: healthcheck.Observation{State: c.To, Since: c.At, Reason: c.Reason}}
-	if prev := old.view.Target(slot); prev != nil {
+	if s.cluster != nil {
+		// Peers hear of it at once; the verdict counts it at once, so that a node alone, or
+		// the node whose probe tips the quorum, does not wait for the next round.
+		s.cluster.node.Observe(c.Target.Key, c.To == healthcheck.Down, c.At, c.Target.Config.Interval)
+		th.Verdict = s.verdictOf(slot)
+		th.Cluster = fromVerdict(th.Verdict)
+	} else if prev := old.view.Target(slot); prev != nil {
 		th.Cluster = prev.Cluster
 	}
 	if c.Err != nil {

@@ -1,11 +1,13 @@
 package steer
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/coredns/caddy"
@@ -13,6 +15,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metadata"
 	"github.com/coredns/coredns/plugin/pkg/fall"
+	"github.com/steerdns/steerdns/healthcheck"
 )
 
 // Name is the name of the plugin and of its Corefile directive.
@@ -68,12 +71,11 @@ type Config struct {
 	// StateDir keeps overrides, the last known state of each target and the history across
 	// restarts; empty: nothing is kept.
 	StateDir string
-}
-
-// notYet names the options of SPEC.md that are parsed but not built yet.
-var notYet = map[string]string{
-	"cluster":      "cluster { ... }",
-	"probe_source": "probe_source ADDRESS",
+	// ProbeSource is the source address of this node's health probes; zero: the kernel's
+	// choice. The probe engine is the process's, so it is the process's too.
+	ProbeSource netip.Addr
+	// Cluster shares health with other steerdns nodes; nil: this node runs alone.
+	Cluster *ClusterConfig
 }
 
 func parse(c *caddy.Controller) (Config, error) {
@@ -145,11 +147,24 @@ func parse(c *caddy.Controller) (Config, error) {
 					return cfg, c.Errf("state_dir %q: %v", args[0], err)
 				}
 				cfg.StateDir = abs
-			default:
-				if syntax, ok := notYet[v]; ok {
-					return cfg, c.Errf("option %q (%s) is not supported yet by this build; remove it", v, syntax)
+			case "probe_source":
+				args := c.RemainingArgs()
+				if len(args) != 1 {
+					return cfg, c.Errf("probe_source takes one IP address")
 				}
-				return cfg, c.Errf("unknown option %q (known: admin, admin_token_file, ecs, fallthrough, state_dir)", v)
+				ip, err := netip.ParseAddr(args[0])
+				if err != nil || ip.Zone() != "" {
+					return cfg, c.Errf("probe_source %q is not an IP address", args[0])
+				}
+				cfg.ProbeSource = ip
+			case "cluster":
+				cc, err := parseCluster(c, absolute)
+				if err != nil {
+					return cfg, err
+				}
+				cfg.Cluster = cc
+			default:
+				return cfg, c.Errf("unknown option %q (known: admin, admin_token_file, cluster, ecs, fallthrough, probe_source, state_dir)", v)
 			}
 		}
 		if tokenFile != "" && cfg.Admin == "" {
@@ -163,6 +178,114 @@ func parse(c *caddy.Controller) (Config, error) {
 		return cfg, fmt.Errorf("no policy files or folders given")
 	}
 	return cfg, nil
+}
+
+// parseCluster reads the cluster block; the cursor is on "cluster".
+func parseCluster(c *caddy.Controller, absolute func(string) (string, error)) (*ClusterConfig, error) {
+	cc := &ClusterConfig{Name: nodeName(), Bind: "127.0.0.1:7946"}
+	if args := c.RemainingArgs(); len(args) != 0 || !c.NextArg() || c.Val() != "{" {
+		return nil, c.Errf("cluster takes a block: cluster { name NODE; bind ADDR:PORT; join HOST:PORT... }")
+	}
+	hostPort := func(what, a string, ipOnly bool) error {
+		host, port, err := net.SplitHostPort(a)
+		if err == nil {
+			if p, perr := strconv.Atoi(port); perr != nil || p < 0 || p > 65535 {
+				err = fmt.Errorf("bad port")
+			}
+		}
+		if err == nil && ipOnly && net.ParseIP(host) == nil {
+			err = fmt.Errorf("%q is not an IP address", host)
+		}
+		if err != nil {
+			return c.Errf("cluster: %s %q is not %s:PORT (%v)", what, a, map[bool]string{true: "IP", false: "HOST"}[ipOnly], err)
+		}
+		return nil
+	}
+	for {
+		if !c.Next() {
+			return nil, c.Errf("cluster block is not closed with }")
+		}
+		key := c.Val()
+		if key == "}" {
+			break
+		}
+		args := c.RemainingArgs()
+		one := func() (string, error) {
+			if len(args) != 1 {
+				return "", c.Errf("cluster: %s takes one value", key)
+			}
+			return args[0], nil
+		}
+		var err error
+		switch key {
+		case "name":
+			cc.Name, err = one()
+		case "bind":
+			if cc.Bind, err = one(); err == nil {
+				err = hostPort("bind", cc.Bind, true)
+			}
+		case "advertise":
+			if cc.Advertise, err = one(); err == nil {
+				err = hostPort("advertise", cc.Advertise, true)
+			}
+		case "join":
+			if len(args) == 0 {
+				return nil, c.Errf("cluster: join takes one or more HOST:PORT")
+			}
+			for _, a := range args {
+				if err := hostPort("join", a, false); err != nil {
+					return nil, err
+				}
+			}
+			cc.Join = append(cc.Join, args...)
+		case "secret_file":
+			var f string
+			if f, err = one(); err == nil {
+				if cc.SecretFile, err = absolute(f); err == nil {
+					cc.Secret, err = readSecret(cc.SecretFile)
+					if err != nil {
+						err = c.Errf("cluster: secret_file: %v", err)
+					}
+				}
+			}
+		case "quorum":
+			var q string
+			if q, err = one(); err == nil {
+				if cc.Quorum, err = healthcheck.ParseQuorum(q); err != nil {
+					err = c.Errf("cluster: quorum: %v", err)
+				}
+			}
+		default:
+			return nil, c.Errf("cluster: unknown option %q (known: advertise, bind, join, name, quorum, secret_file)", key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cc.Name == "" {
+		return nil, c.Errf("cluster: name is empty")
+	}
+	if cc.Secret == nil && !loopback(cc.Bind) {
+		return nil, c.Errf("cluster: bind %s is not a loopback address: set secret_file, so that gossip is encrypted", cc.Bind)
+	}
+	return cc, nil
+}
+
+// readSecret reads a gossip key: base64 of 16, 24 or 32 bytes (AES-128, -192, -256).
+func readSecret(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not base64 (make one with: head -c 32 /dev/urandom | base64): %v", file, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("%s holds %d bytes; a key is 16, 24 or 32 (make one with: head -c 32 /dev/urandom | base64)", file, len(key))
 }
 
 // Directives returns CoreDNS's directive list with steer inserted before file, the order

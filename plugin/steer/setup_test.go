@@ -15,6 +15,10 @@ func TestParse(t *testing.T) {
 	os.WriteFile(token, []byte("s3cret\n"), 0o600)
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
+	key16 := filepath.Join(dir, "key16")
+	os.WriteFile(key16, []byte("MDEyMzQ1Njc4OWFiY2RlZg==\n"), 0o600)
+	key5 := filepath.Join(dir, "key5")
+	os.WriteFile(key5, []byte("aGVsbG8=\n"), 0o600)
 	for _, c := range []struct {
 		input   string
 		paths   int
@@ -42,8 +46,22 @@ func TestParse(t *testing.T) {
 		{"steer zones/ {\n admin 127.0.0.1:9480\n admin_token_file /nonexistent/t\n}", 0, "", "admin_token_file: open /nonexistent/t", false},
 		{"steer zones/ {\n admin_token_file " + token + "\n}", 0, "", "admin_token_file without admin", false},
 		{"steer zones/ {\n state_dir /var/lib/steerdns\n}", 1, "", "", false},
-		{"steer zones/ {\n probe_source 127.0.0.2\n}", 0, "", `"probe_source"`, false},
-		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: admin, admin_token_file, ecs, fallthrough, state_dir)`, false},
+		{"steer zones/ {\n probe_source 127.0.0.2\n}", 1, "", "", false},
+		{"steer zones/ {\n probe_source 127.0.0\n}", 0, "", `probe_source "127.0.0" is not an IP address`, false},
+		{"steer zones/ {\n probe_source\n}", 0, "", "probe_source takes one IP address", false},
+		{"steer zones/ {\n cluster {\n name a\n bind 127.0.0.1:7946\n join 127.0.0.2:7946 seed.example:7946\n quorum any\n }\n}", 1, "", "", false},
+		{"steer zones/ {\n cluster {\n }\n ecs off\n}", 1, "", "", true},
+		{"steer zones/ {\n cluster\n}", 0, "", "cluster takes a block", false},
+		{"steer zones/ {\n cluster {\n bind 192.0.2.1:7946\n }\n}", 0, "", "bind 192.0.2.1:7946 is not a loopback address: set secret_file", false},
+		{"steer zones/ {\n cluster {\n bind seed:7946\n }\n}", 0, "", `bind "seed:7946" is not IP:PORT`, false},
+		{"steer zones/ {\n cluster {\n join seed\n }\n}", 0, "", `join "seed" is not HOST:PORT`, false},
+		{"steer zones/ {\n cluster {\n quorum most\n }\n}", 0, "", `cluster: quorum: quorum "most" is not any, majority`, false},
+		{"steer zones/ {\n cluster {\n secret_file " + token + "\n }\n}", 0, "", "is not base64", false},
+		{"steer zones/ {\n cluster {\n secret_file " + key16 + "\n bind 192.0.2.1:7946\n }\n}", 1, "", "", false},
+		{"steer zones/ {\n cluster {\n secret_file " + key5 + "\n }\n}", 0, "", "holds 5 bytes; a key is 16, 24 or 32", false},
+		{"steer zones/ {\n cluster {\n nmae a\n }\n}", 0, "", `cluster: unknown option "nmae"`, false},
+		{"steer zones/ {\n cluster {\n name a\n", 0, "", "cluster block is not closed", false},
+		{"steer zones/ {\n bogus\n}", 0, "", `unknown option "bogus" (known: admin, admin_token_file, cluster, ecs, fallthrough, probe_source, state_dir)`, false},
 		{"steer a/\nsteer b/", 0, "", "only be used once", false},
 	} {
 		ctl := caddy.NewTestController("dns", c.input)

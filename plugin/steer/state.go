@@ -60,6 +60,31 @@ type overrideJSON struct {
 	By      string    `json:"by,omitempty"`
 }
 
+// toJSON is an override as state_dir and the cluster keep it.
+func toJSON(o *Override) overrideJSON {
+	return overrideJSON{ID: o.ID, Scope: o.Scope.String(), Action: o.Action.String(), Address: o.Address,
+		Zone: o.Zone, Service: o.Service, Region: o.Region, Created: o.Created, Expires: o.Expires, Reason: o.Reason, By: o.By}
+}
+
+// fromJSON reads an override back.
+func fromJSON(x overrideJSON) *Override {
+	o := &Override{ID: x.ID, Address: x.Address, Zone: x.Zone, Service: x.Service, Region: x.Region,
+		Created: x.Created, Expires: x.Expires, Reason: x.Reason, By: x.By}
+	switch x.Scope {
+	case "endpoint":
+		o.Scope = ScopeEndpoint
+	case "pool":
+		o.Scope = ScopePool
+	default:
+		o.Scope = ScopeRegion
+	}
+	o.Action = ActionDrain
+	if x.Action == "force-up" {
+		o.Action = ActionForceUp
+	}
+	return o
+}
+
 type targetsJSON struct {
 	Version int          `json:"version"`
 	Saved   time.Time    `json:"saved"`
@@ -174,21 +199,7 @@ func (s *Steer) loadState() {
 	var oj overridesJSON
 	if d.load(overridesFile, &oj, func() int { return oj.Version }) {
 		for _, x := range oj.Overrides {
-			o := &Override{ID: x.ID, Address: x.Address, Zone: x.Zone, Service: x.Service, Region: x.Region,
-				Created: x.Created, Expires: x.Expires, Reason: x.Reason, By: x.By}
-			switch x.Scope {
-			case "endpoint":
-				o.Scope = ScopeEndpoint
-			case "pool":
-				o.Scope = ScopePool
-			default:
-				o.Scope = ScopeRegion
-			}
-			o.Action = ActionDrain
-			if x.Action == "force-up" {
-				o.Action = ActionForceUp
-			}
-			s.overrides = append(s.overrides, o)
+			s.overrides = append(s.overrides, fromJSON(x))
 		}
 	}
 	var tj targetsJSON
@@ -225,8 +236,7 @@ func (s *Steer) saveOverrides() {
 	s.pub.Lock()
 	oj := overridesJSON{Version: stateVersion, Overrides: []overrideJSON{}}
 	for _, o := range s.overrides {
-		oj.Overrides = append(oj.Overrides, overrideJSON{ID: o.ID, Scope: o.Scope.String(), Action: o.Action.String(), Address: o.Address,
-			Zone: o.Zone, Service: o.Service, Region: o.Region, Created: o.Created, Expires: o.Expires, Reason: o.Reason, By: o.By})
+		oj.Overrides = append(oj.Overrides, toJSON(o))
 	}
 	s.pub.Unlock()
 	s.state.save(overridesFile, oj)

@@ -27,7 +27,7 @@ func nodeName() string {
 func (s *Steer) Status(f admin.Filter) *admin.Status {
 	sn := s.snap.Load()
 	st := &admin.Status{Node: s.node, Time: time.Now(), Version: sn.view.Version, Ready: s.Ready(),
-		Zones: []admin.Zone{}, Counts: map[string]int{}, StateDir: s.state.status()}
+		Zones: []admin.Zone{}, Counts: map[string]int{}, StateDir: s.state.status(), Cluster: s.clusterStatus()}
 	for _, o := range sn.view.Overrides() {
 		st.Overrides = append(st.Overrides, toAdmin(o))
 	}
@@ -66,6 +66,9 @@ func (s *Steer) Status(f admin.Filter) *admin.Status {
 				ap := admin.Pool{Region: p.Label, MinHealthy: p.MinHealthy, Healthy: zh.healthy(p), Endpoints: []admin.Endpoint{}}
 				for _, ep := range p.Endpoints {
 					ae := endpointStatus(zh, p, ep, z, h)
+					if s.cluster != nil && ep.Target != zones.NoTarget && shown {
+						ae.Nodes = s.observations(&z.Targets[ep.Target])
+					}
 					st.Counts[countKey(ae)]++
 					if shown && (f.State == "" || f.State == ae.State || (f.State == "restored" && ae.Source == "restored")) {
 						ap.Endpoints = append(ap.Endpoints, ae)
@@ -115,7 +118,7 @@ func endpointStatus(zh zoneHealth, p *zones.Pool, ep *zones.Endpoint, z *zones.Z
 			switch {
 			case th.Restored:
 				ae.Source = "restored"
-			case th.Cluster != StateUnknown:
+			case th.Cluster != StateUnknown && th.Verdict.Observers > 1:
 				ae.Source = "cluster"
 			default:
 				ae.Source = "probe"
@@ -126,6 +129,9 @@ func endpointStatus(zh zoneHealth, p *zones.Pool, ep *zones.Endpoint, z *zones.Z
 			ae.Since = &since
 		}
 		ae.Reason, ae.Error = th.Own.Reason, th.Own.Err
+		if v := th.Verdict; v.Observers > 0 {
+			ae.Quorum = fmt.Sprintf("%d of %d down, %d needed", v.Down, v.Observers, v.Need)
+		}
 	}
 	if h != nil {
 		if live, ok := h.Live(z.Targets[ep.Target].Key); ok && !live.Checked.IsZero() {

@@ -72,9 +72,11 @@ type Steer struct {
 	restored  map[string]healthcheck.Observation // target key -> state saved before a restart
 	snap      atomic.Pointer[snapshot]
 
-	node  string    // this node's name, in status and history
-	state *stateDir // nil without state_dir
-	admin *adminRef // nil without admin
+	node       string      // this node's name, in status and history
+	state      *stateDir   // nil without state_dir
+	admin      *adminRef   // nil without admin
+	cluster    *clusterRef // nil without a cluster block
+	recordsSig string      // the cluster's overrides last taken; guarded by pub
 }
 
 // snapshot is what the query path reads, with one atomic load: the zones, their health view
@@ -100,6 +102,9 @@ type zoneServed struct {
 // New returns a plugin for cfg; Provision loads its policy files.
 func New(cfg Config) *Steer {
 	s := &Steer{cfg: cfg, Fall: cfg.Fall, loader: zones.NewLoader(cfg.Paths), randN: rand.IntN, node: nodeName()}
+	if cfg.Cluster != nil {
+		s.node = cfg.Cluster.Name
+	}
 	if cfg.StateDir != "" {
 		s.state = &stateDir{path: cfg.StateDir, dirty: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	}
@@ -146,6 +151,9 @@ func (s *Steer) Reload() {
 	// published too; a load that changed nothing is not.
 	if res.Changed || res.Reloads > 0 || !sameFiles(s.snap.Load().set, res.Set) {
 		s.publish(res.Set)
+		if s.cluster != nil {
+			s.cluster.announce()
+		}
 	}
 	recordLoad(res)
 }
@@ -174,12 +182,25 @@ func (s *Steer) View() *View { return s.snap.Load().view }
 // OnStartup subscribes to health, serves the zones loaded by Provision and starts watching
 // the policy files. It runs before the servers listen.
 func (s *Steer) OnStartup() error {
+	if err := sharedEngine().SetSource(s.cfg.ProbeSource); err != nil {
+		return fmt.Errorf("probe_source: %w", err)
+	}
+	if s.cfg.Cluster != nil {
+		if err := joinCluster(s); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	s.takeOver()
 	s.health = s.source(s.observe)
 	s.publish(s.initial.Set)
 	recordLoad(s.initial)
 	s.mu.Unlock()
+	if s.cluster != nil {
+		s.adoptOverrides()
+		s.cluster.announce()
+		s.clusterChanged()
+	}
 	if s.state != nil {
 		s.state.running = true
 		go s.runSaver()
@@ -209,6 +230,16 @@ func (s *Steer) OnShutdown() error {
 	instances.remove(s)
 	if s.admin != nil {
 		s.admin.release(s)
+	}
+	if s.cluster != nil {
+		s.pub.Lock()
+		keys := make([]string, 0, len(s.slots.byKey))
+		for k := range s.slots.byKey {
+			keys = append(keys, k)
+		}
+		s.pub.Unlock()
+		s.cluster.release(keys)
+		s.cluster.leave(s)
 	}
 	if s.watcher != nil {
 		s.watcher.Close()

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/steerdns/steerdns/cluster"
 	"github.com/steerdns/steerdns/healthcheck"
 	"github.com/steerdns/steerdns/zones"
 )
@@ -274,6 +275,8 @@ func (e *pagedEdit[T]) set(i int32, v T) {
 type TargetHealth struct {
 	Own     healthcheck.Observation
 	Cluster State
+	// Verdict is the cluster's count behind Cluster.
+	Verdict cluster.Verdict
 	// Restored says Own is the state saved before a restart, not confirmed by a probe yet.
 	Restored bool
 }

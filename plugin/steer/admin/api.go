@@ -54,6 +54,41 @@ type Status struct {
 	Counts map[string]int `json:"endpoint_counts"`
 	// StateDir says where state is kept and the last error writing it.
 	StateDir *StateDir `json:"state_dir,omitempty"`
+	// Cluster lists the members and the view's mode; absent when the node runs alone.
+	Cluster *Cluster `json:"cluster,omitempty"`
+}
+
+// Cluster is the cluster as this node sees it.
+type Cluster struct {
+	// Mode is cluster (the quorum of fresh observations decides) or local (this node sees
+	// fewer than half of the members it knows, and serves from its own probes).
+	Mode  string `json:"mode"`
+	Alive int    `json:"alive"` // members seen alive, this node included
+	Known int    `json:"known"` // members it knows (alive, suspect, or dead for less than 10 minutes)
+	// Members are this node first, then the others by name.
+	Members []Member `json:"members"`
+	// Differ names the members whose policy files differ from this node's.
+	Differ []string `json:"differ,omitempty"`
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	Name      string     `json:"name"`
+	Address   string     `json:"address"`
+	State     string     `json:"state"` // alive, suspect, dead or left
+	Self      bool       `json:"self,omitempty"`
+	FilesHash string     `json:"files_hash,omitempty"` // of its policy files' contents
+	Differs   bool       `json:"differs,omitempty"`    // its files differ from this node's
+	Heard     *time.Time `json:"heard,omitempty"`      // when a message from it last came
+	Targets   int        `json:"targets"`              // targets it observes
+}
+
+// NodeObservation is one node's observation of an endpoint's target.
+type NodeObservation struct {
+	Node  string    `json:"node"`
+	State string    `json:"state"` // up or down
+	Since time.Time `json:"since"`
+	Fresh bool      `json:"fresh"` // it counts in the quorum
 }
 
 // Zone is one served zone.
@@ -97,6 +132,10 @@ type Endpoint struct {
 	LatencyMs  *float64   `json:"latency_ms,omitempty"`
 	Successes  int        `json:"consecutive_successes"`
 	Failures   int        `json:"consecutive_failures"`
+	// Quorum is the cluster's count, such as "1 of 3 down, 2 needed"; Nodes each node's
+	// observation. Absent when the node runs alone.
+	Quorum string            `json:"quorum,omitempty"`
+	Nodes  []NodeObservation `json:"nodes,omitempty"`
 }
 
 // PolicyFile is one policy file and what became of it.
