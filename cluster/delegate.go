@@ -62,11 +62,14 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 			ask = append(ask, h.Name)
 		}
 	}
+	changed := len(n.dirty) > 0 || !n.pend.empty()
 	n.mu.Unlock()
 	for _, name := range ask {
 		go n.ask(name) // memberlist may hold its node lock here
 	}
-	n.kick(n.changed)
+	if changed {
+		n.kick(n.changed)
+	}
 }
 
 // events is the Node as memberlist's EventDelegate. memberlist calls it with its node lock
@@ -82,6 +85,7 @@ func (e *events) NotifyJoin(m *memberlist.Node) {
 	p := n.peer(m.Name)
 	p.member, p.state, p.left, p.addr = true, memberlist.StateAlive, time.Time{}, m.Address()
 	p.synced = false // it may have restarted: its observations count again once its state came
+	n.pend.All, n.pend.Files = true, true
 	n.mu.Unlock()
 	n.cfg.Logf("cluster: %s (%s) joined", m.Name, m.Address())
 	n.kick(n.changed)
@@ -95,6 +99,7 @@ func (e *events) NotifyLeave(m *memberlist.Node) {
 	n.mu.Lock()
 	p := n.peer(m.Name)
 	p.member, p.state, p.left, p.addr = true, m.State, time.Now(), m.Address()
+	n.pend.All, n.pend.Files = true, true
 	n.mu.Unlock()
 	how := "is dead"
 	if m.State == memberlist.StateLeft {

@@ -43,13 +43,28 @@ type Config struct {
 	Quorum int
 	// Logf logs a line: joins, leaves, the view's mode changing, errors.
 	Logf func(format string, args ...any)
-	// OnChange is called after what peers said changed (observations, records, members, the
-	// mode), at most once per 50 ms and at least once a second while there are peers (so that
-	// observations that went stale are noticed). It runs on its own goroutine, one call at a time.
-	OnChange func()
+	// OnChange is called with what changed in what peers said (observations, records, files,
+	// members, the mode, observations going stale), at most once per 50 ms. It runs on its
+	// own goroutine, one call at a time.
+	OnChange func(Change)
 
 	drop func(addr string) bool // tests: packets and connections to addr are lost
 }
+
+// Change says what changed since the last OnChange.
+type Change struct {
+	// Keys are the targets (KeyHash) whose observations changed, unless All.
+	Keys []uint64
+	// All: the verdict of any target may have changed (a member came, went or went quiet,
+	// one sent its whole state, the mode changed).
+	All bool
+	// Records: the shared records changed.
+	Records bool
+	// Files: a member's files hash or serials changed.
+	Files bool
+}
+
+func (c *Change) empty() bool { return len(c.Keys) == 0 && !c.All && !c.Records && !c.Files }
 
 // Quorum values besides N >= 1.
 const (
@@ -76,6 +91,8 @@ type Node struct {
 	files   string
 	peers   map[string]*peer
 	records map[string]Record
+	dirty   map[uint64]struct{}  // keys changed since the last OnChange
+	pend    Change               // the rest of what changed since then
 	local   bool                 // partitioned: this node does not trust the cluster's view
 	alive   int                  // members memberlist saw alive at the last check, this node included
 	known   int                  // members this node knew then
@@ -93,17 +110,19 @@ type Node struct {
 
 // peer is what this node knows of another.
 type peer struct {
-	name   string
-	addr   string
-	state  memberlist.NodeStateType
-	left   time.Time // when it died or left; zero while it is a member
-	seq    uint64
-	heard  time.Time // when any message from it last arrived, on this node's clock
-	files  string
-	obs    map[uint64]obs
-	zones  []Zone
-	synced bool // it sent its whole state at least once
-	member bool // memberlist told of it
+	name  string
+	addr  string
+	state memberlist.NodeStateType
+	left  time.Time // when it died or left; zero while it is a member
+	seq   uint64
+	heard time.Time // when any message from it last arrived, on this node's clock
+	files string
+	obs   map[uint64]obs
+	zones map[string]Zone
+	// windows counts its observations by how long they stay fresh after it was last heard.
+	windows map[time.Duration]int
+	synced  bool // it sent its whole state at least once
+	member  bool // memberlist told of it
 }
 
 // Start joins the cluster (in the background: seeds that do not answer are tried again with
@@ -131,7 +150,7 @@ func Start(cfg Config) (*Node, error) {
 	// The sequence starts at the start time, so that a restarted node's numbers are above
 	// those of its previous run and its peers take its new state.
 	n := &Node{cfg: cfg, start: time.Now(), seq: uint64(time.Now().UnixNano()), own: map[uint64]obs{}, pending: map[uint64]obs{},
-		peers: map[string]*peer{}, records: map[string]Record{}, asked: map[string]time.Time{}, served: map[string]time.Time{},
+		peers: map[string]*peer{}, dirty: map[uint64]struct{}{}, records: map[string]Record{}, asked: map[string]time.Time{}, served: map[string]time.Time{},
 		flush: make(chan struct{}, 1), changed: make(chan struct{}, 1), stop: make(chan struct{})}
 
 	mc := memberlist.DefaultLANConfig()
@@ -345,26 +364,30 @@ func (n *Node) receive(b []byte) {
 	n.mu.Lock()
 	switch m.Type {
 	case msgBeat:
-		p := n.peer(m.Origin)
-		p.heard, p.files = now, m.Files
+		p := n.heardFrom(m.Origin, m.Files, now)
 		if m.Seq > p.seq || !p.synced {
 			ask = m.Origin
 		}
 	case msgDelta:
-		p := n.peer(m.Origin)
-		p.heard, p.files = now, m.Files
+		p := n.heardFrom(m.Origin, m.Files, now)
 		switch {
 		case m.Seq == p.seq+1 && p.synced:
 			p.seq = m.Seq
 			for _, e := range m.Obs {
+				if old, ok := p.obs[e.Key]; ok {
+					p.windows[freshFor(old.Interval)]--
+				}
 				if e.State == obsRemoved {
 					delete(p.obs, e.Key)
 				} else {
 					p.obs[e.Key] = e.obs
+					p.windows[freshFor(e.Interval)]++
 				}
+				n.dirty[e.Key] = struct{}{}
 			}
 			if m.Full {
-				p.zones = m.Zones
+				p.setZones(m.Zones)
+				n.pend.Files = true
 			}
 		case m.Seq > p.seq:
 			ask = m.Origin
@@ -379,6 +402,7 @@ func (n *Node) receive(b []byte) {
 	case msgRecords:
 		n.mergeRecords(m.Recs)
 	}
+	changed := len(n.dirty) > 0 || !n.pend.empty()
 	n.mu.Unlock()
 	if ask != "" {
 		n.ask(ask)
@@ -386,7 +410,30 @@ func (n *Node) receive(b []byte) {
 	if serve != "" {
 		n.serve(serve)
 	}
-	n.kick(n.changed)
+	if changed {
+		n.kick(n.changed)
+	}
+}
+
+// heardFrom notes a message from the named peer: a peer that was quiet long enough for some of
+// its observations to go stale counts again. n.mu is held.
+func (n *Node) heardFrom(name, files string, now time.Time) *peer {
+	p := n.peer(name)
+	if !p.heard.IsZero() && now.Sub(p.heard) >= Fresh*time.Second {
+		n.pend.All = true
+	}
+	if p.files != files {
+		n.pend.Files = true
+	}
+	p.heard, p.files = now, files
+	return p
+}
+
+func (p *peer) setZones(list []Zone) {
+	p.zones = make(map[string]Zone, len(list))
+	for _, z := range list {
+		p.zones[z.Name] = z
+	}
 }
 
 // applyState takes a peer's whole state, unless this node has a newer one. n.mu is held.
@@ -395,20 +442,24 @@ func (n *Node) applyState(m *message, now time.Time) {
 	if m.Seq < p.seq && p.synced {
 		return
 	}
-	p.seq, p.files, p.zones, p.heard, p.synced = m.Seq, m.Files, m.Zones, now, true
+	p.seq, p.files, p.heard, p.synced = m.Seq, m.Files, now, true
+	p.setZones(m.Zones)
 	p.obs = make(map[uint64]obs, len(m.Obs))
+	p.windows = map[time.Duration]int{}
 	for _, e := range m.Obs {
 		if e.State != obsRemoved {
 			p.obs[e.Key] = e.obs
+			p.windows[freshFor(e.Interval)]++
 		}
 	}
+	n.pend.All, n.pend.Files = true, true
 }
 
 // peer returns the record of the named node, made when new. n.mu is held.
 func (n *Node) peer(name string) *peer {
 	p := n.peers[name]
 	if p == nil {
-		p = &peer{name: name, state: memberlist.StateAlive, obs: map[uint64]obs{}}
+		p = &peer{name: name, state: memberlist.StateAlive, obs: map[uint64]obs{}, windows: map[time.Duration]int{}}
 		n.peers[name] = p
 	}
 	return p
@@ -449,6 +500,7 @@ func (n *Node) notifier() {
 	defer n.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-n.stop:
@@ -457,13 +509,43 @@ func (n *Node) notifier() {
 		case <-tick.C:
 		}
 		n.checkMode()
-		if n.cfg.OnChange != nil {
-			n.cfg.OnChange()
+		now := time.Now()
+		n.mu.Lock()
+		n.staleSince(last, now)
+		last = now
+		ch := n.pend
+		n.pend = Change{}
+		if !ch.All {
+			for k := range n.dirty {
+				ch.Keys = append(ch.Keys, k)
+			}
+		}
+		clear(n.dirty)
+		n.mu.Unlock()
+		if n.cfg.OnChange != nil && !ch.empty() {
+			n.cfg.OnChange(ch)
 		}
 		select {
 		case <-n.stop:
 			return
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// staleSince marks every verdict changed when some observation went stale between last and
+// now: its node was last heard from longer ago than it stays fresh. n.mu is held.
+func (n *Node) staleSince(last, now time.Time) {
+	for _, p := range n.peers {
+		if !p.synced || p.heard.IsZero() {
+			continue
+		}
+		before, after := last.Sub(p.heard), now.Sub(p.heard)
+		for w, count := range p.windows {
+			if count > 0 && before < w && after >= w {
+				n.pend.All = true
+				return
+			}
 		}
 	}
 }

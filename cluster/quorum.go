@@ -188,6 +188,9 @@ func (n *Node) checkMode() {
 	was := n.local
 	n.local, n.alive, n.known = alive*2 < known, alive, known
 	local := n.local
+	if local != was {
+		n.pend.All = true
+	}
 	n.mu.Unlock()
 	switch {
 	case local && !was:
@@ -207,10 +210,8 @@ func (n *Node) Serial(name, hash string) uint32 {
 		if !p.left.IsZero() {
 			continue
 		}
-		for _, z := range p.zones {
-			if z.Name == name && z.Hash == hash {
-				s = max(s, z.Serial)
-			}
+		if z, ok := p.zones[name]; ok && z.Hash == hash {
+			s = max(s, z.Serial)
 		}
 	}
 	return s

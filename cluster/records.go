@@ -55,6 +55,7 @@ func (n *Node) mergeRecords(list []Record) {
 		}
 		if cur, ok := n.records[r.ID]; !ok || newerRecord(r, cur) {
 			n.records[r.ID] = r
+			n.pend.Records = true
 		}
 	}
 }

@@ -121,8 +121,8 @@ func (r *clusterRef) leave(s *Steer) {
 	}
 }
 
-// changed is the node's OnChange: every instance takes the cluster's view again.
-func (r *clusterRef) changed() {
+// changed is the node's OnChange: every instance takes what changed.
+func (r *clusterRef) changed(ch cluster.Change) {
 	if !r.ready.Load() {
 		return
 	}
@@ -130,9 +130,8 @@ func (r *clusterRef) changed() {
 	users := slices.Clone(r.users)
 	r.mu.Unlock()
 	for _, s := range users {
-		s.clusterChanged()
+		s.clusterChanged(ch)
 	}
-	r.announce()
 }
 
 // hold counts targets an instance took on, and gossips this node's observations of them.
@@ -222,29 +221,40 @@ func (s *Steer) verdictOf(slot int32) cluster.Verdict {
 	return out[0]
 }
 
-// clusterChanged takes what the peers said: the verdict on every target, the overrides, the
-// serials of identical files.
-func (s *Steer) clusterChanged() {
+// clusterChanged takes what the peers said: the verdicts on the targets that ch names (all of
+// them when ch.All), the overrides, the serials of identical files.
+func (s *Steer) clusterChanged(ch cluster.Change) {
 	if s.cluster == nil {
 		return
 	}
 	s.pub.Lock()
 	old := s.snap.Load()
-	n := len(s.slots.targets)
-	keys, quorums := make([]uint64, n), make([]int, n)
-	for i, t := range s.slots.targets {
-		if t != nil {
-			keys[i], quorums[i] = s.slots.hash[i], s.quorumOf(t)
+	var slots []int32
+	if ch.All {
+		slots = make([]int32, 0, len(s.slots.targets))
+		for i, t := range s.slots.targets {
+			if t != nil {
+				slots = append(slots, int32(i))
+			}
+		}
+	} else {
+		for _, k := range ch.Keys {
+			if slot, ok := s.slots.byHash[k]; ok {
+				slots = append(slots, slot)
+			}
 		}
 	}
-	out := make([]cluster.Verdict, n)
+	keys, quorums := make([]uint64, len(slots)), make([]int, len(slots))
+	for i, slot := range slots {
+		keys[i], quorums[i] = s.slots.hash[slot], s.quorumOf(s.slots.targets[slot])
+	}
+	out := make([]cluster.Verdict, len(slots))
 	s.cluster.node.Verdicts(keys, quorums, out)
 	var e *viewEdit
 	now := time.Now()
-	for i := range n {
-		slot := int32(i)
+	for i, slot := range slots {
 		th := old.view.Target(slot)
-		if th == nil || s.slots.targets[i] == nil || th.Verdict == out[i] {
+		if th == nil || th.Verdict == out[i] {
 			continue
 		}
 		next := *th
@@ -264,8 +274,12 @@ func (s *Steer) clusterChanged() {
 		s.snap.Store(&sn)
 	}
 	s.pub.Unlock()
-	s.syncOverrides()
-	s.adoptSerials()
+	if ch.Records {
+		s.syncOverrides()
+	}
+	if ch.Files {
+		s.adoptSerials()
+	}
 }
 
 // clusterTransition records a change of a target's state that the cluster's verdict made.

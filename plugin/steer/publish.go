@@ -16,9 +16,13 @@ import (
 type slotTable struct {
 	byKey   map[string]int32
 	targets []*healthcheck.Target // by slot; nil while the slot is free
-	hash    []uint64              // by slot: cluster.KeyHash of the target's key
-	holders []holders             // by slot: the zones that hold it
-	free    []int32
+	// With a cluster: hash holds by slot the cluster.KeyHash of the target's key, byHash the
+	// slot of each hash.
+	clustered bool
+	hash      []uint64
+	byHash    map[uint64]int32
+	holders   []holders // by slot: the zones that hold it
+	free      []int32
 }
 
 // holder is one zone's use of a slot: the zone and the target's index in z.Targets.
@@ -46,6 +50,9 @@ func (h *holders) each(f func(holder)) {
 func (st *slotTable) grow(n int) {
 	if st.byKey == nil {
 		st.byKey = make(map[string]int32, n)
+		if st.clustered {
+			st.byHash = make(map[uint64]int32, n)
+		}
 	}
 	if n > len(st.free) {
 		st.targets = slices.Grow(st.targets, n-len(st.free))
@@ -70,7 +77,10 @@ func (st *slotTable) acquire(z *zones.Zone, local int32) (slot int32, fresh bool
 		}
 		st.byKey[t.Key] = slot
 		st.targets[slot] = t
-		st.hash[slot] = cluster.KeyHash(t.Key)
+		if st.clustered {
+			st.hash[slot] = cluster.KeyHash(t.Key)
+			st.byHash[st.hash[slot]] = slot
+		}
 		st.holders[slot] = holders{first: holder{z, local}}
 		return slot, true
 	}
@@ -93,6 +103,9 @@ func (st *slotTable) release(slot int32, z *zones.Zone) bool {
 		return false
 	}
 	delete(st.byKey, st.targets[slot].Key)
+	if st.clustered {
+		delete(st.byHash, st.hash[slot])
+	}
 	st.targets[slot] = nil
 	*h = holders{}
 	st.free = append(st.free, slot)

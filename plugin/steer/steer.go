@@ -18,6 +18,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
+	"github.com/steerdns/steerdns/cluster"
 	"github.com/steerdns/steerdns/healthcheck"
 	"github.com/steerdns/steerdns/zones"
 )
@@ -103,7 +104,7 @@ type zoneServed struct {
 func New(cfg Config) *Steer {
 	s := &Steer{cfg: cfg, Fall: cfg.Fall, loader: zones.NewLoader(cfg.Paths), randN: rand.IntN, node: nodeName()}
 	if cfg.Cluster != nil {
-		s.node = cfg.Cluster.Name
+		s.node, s.slots.clustered = cfg.Cluster.Name, true
 	}
 	if cfg.StateDir != "" {
 		s.state = &stateDir{path: cfg.StateDir, dirty: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
@@ -199,7 +200,7 @@ func (s *Steer) OnStartup() error {
 	if s.cluster != nil {
 		s.adoptOverrides()
 		s.cluster.announce()
-		s.clusterChanged()
+		s.clusterChanged(cluster.Change{All: true, Records: true, Files: true})
 	}
 	if s.state != nil {
 		s.state.running = true
