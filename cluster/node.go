@@ -72,6 +72,12 @@ const (
 	All      = -2
 )
 
+// ring is how many of its last changes a node can send again.
+const ring = 256
+
+// maxLater is how many early changes a node keeps per peer while it waits for a missing one.
+const maxLater = 512
+
 // Fresh is how long an observation counts, in intervals of its check, after the node that made
 // it was last heard from.
 const Fresh = 3
@@ -99,6 +105,10 @@ type Node struct {
 	asked   map[string]time.Time // when this node last asked a peer for its state
 	served  map[string]time.Time // when this node last sent its state to a peer
 
+	// recent keeps the last changes sent, by sequence number modulo its size, so that a peer
+	// that lost a packet gets it again rather than the whole state.
+	recent [ring][]byte
+
 	flush   chan struct{}
 	changed chan struct{}
 	stop    chan struct{}
@@ -121,8 +131,10 @@ type peer struct {
 	zones map[string]Zone
 	// windows counts its observations by how long they stay fresh after it was last heard.
 	windows map[time.Duration]int
-	synced  bool // it sent its whole state at least once
-	member  bool // memberlist told of it
+	// later holds changes that came before one they follow, until the gap is filled.
+	later  map[uint64]*message
+	synced bool // it sent its whole state at least once
+	member bool // memberlist told of it
 }
 
 // Start joins the cluster (in the background: seeds that do not answer are tried again with
@@ -249,10 +261,24 @@ func (n *Node) SetFiles(hash string, zones []Zone) {
 		return
 	}
 	n.files, n.zones = hash, zones
-	n.seq++
-	m := &message{Type: msgDelta, Origin: n.cfg.Name, Seq: n.seq, Files: hash, Full: true, Zones: zones}
+	b := n.emit(&message{Type: msgDelta, Origin: n.cfg.Name, Files: hash, Full: true, Zones: zones})
 	n.mu.Unlock()
-	n.sendAll(m.encode(), false)
+	if b != nil {
+		n.sendAll(b, false)
+	}
+}
+
+// emit numbers a change, keeps it for peers that lose it, and returns it encoded; nil when it
+// does not fit a packet (peers fetch the whole state). n.mu is held.
+func (n *Node) emit(m *message) []byte {
+	n.seq++
+	m.Seq = n.seq
+	b := m.encode()
+	if len(b) > maxPacket {
+		b = nil
+	}
+	n.recent[n.seq%ring] = b
+	return b
 }
 
 func cmpString(a, b string) int {
@@ -293,27 +319,66 @@ func (n *Node) sender() {
 	}
 }
 
-// sendDelta sends the pending changes. A batch too large for one packet is not sent: the
-// sequence moves on, and peers that see the gap fetch the whole state over TCP.
+// sendDelta sends the pending changes, in as many packets as they need. A burst of more than
+// ring/4 packets is not sent: the sequence moves on, and peers fetch the whole state over TCP.
 func (n *Node) sendDelta() {
 	n.mu.Lock()
 	if len(n.pending) == 0 {
 		n.mu.Unlock()
 		return
 	}
-	n.seq++
-	m := &message{Type: msgDelta, Origin: n.cfg.Name, Seq: n.seq, Files: n.files}
-	if len(n.pending)*(minObsSize+8) < maxPacket {
-		m.Obs = make([]entry, 0, len(n.pending))
+	const perPacket = (maxPacket - 64) / (minObsSize + 8)
+	var out [][]byte
+	if len(n.pending) <= perPacket*ring/4 {
+		list := make([]entry, 0, len(n.pending))
 		for k, o := range n.pending {
-			m.Obs = append(m.Obs, entry{k, o})
+			list = append(list, entry{k, o})
+		}
+		for len(list) > 0 {
+			c := min(len(list), perPacket)
+			out = append(out, n.emit(&message{Type: msgDelta, Origin: n.cfg.Name, Files: n.files, Obs: list[:c]}))
+			list = list[c:]
 		}
 	} else {
-		m.Type = msgBeat // the gap tells the peers to fetch the state
+		n.seq++
+		n.recent[n.seq%ring] = nil
+		out = append(out, (&message{Type: msgBeat, Origin: n.cfg.Name, Seq: n.seq, Files: n.files}).encode())
 	}
 	clear(n.pending)
 	n.mu.Unlock()
-	n.sendAll(m.encode(), false)
+	for _, b := range out {
+		if b != nil {
+			n.sendAll(b, false)
+		}
+	}
+}
+
+// resend sends the named peer the changes from seq from on, when this node still has them all,
+// and reports whether it did.
+func (n *Node) resend(name string, from uint64) bool {
+	n.mu.Lock()
+	if from == 0 || from > n.seq || n.seq-from >= ring {
+		n.mu.Unlock()
+		return from > n.seq // nothing to send
+	}
+	var out [][]byte
+	for s := from; s <= n.seq; s++ {
+		b := n.recent[s%ring]
+		if b == nil {
+			n.mu.Unlock()
+			return false
+		}
+		out = append(out, b)
+	}
+	n.mu.Unlock()
+	for _, m := range n.ml.Members() {
+		if m.Name == name {
+			for _, b := range out {
+				n.send(m, b, false)
+			}
+		}
+	}
+	return true
 }
 
 // sendAll sends b to every member but this node.
@@ -360,7 +425,8 @@ func (n *Node) receive(b []byte) {
 		return
 	}
 	now := time.Now()
-	var ask, serve string
+	var ask, resend string
+	var from uint64
 	n.mu.Lock()
 	switch m.Type {
 	case msgBeat:
@@ -371,33 +437,22 @@ func (n *Node) receive(b []byte) {
 	case msgDelta:
 		p := n.heardFrom(m.Origin, m.Files, now)
 		switch {
-		case m.Seq == p.seq+1 && p.synced:
-			p.seq = m.Seq
-			for _, e := range m.Obs {
-				if old, ok := p.obs[e.Key]; ok {
-					p.windows[freshFor(old.Interval)]--
-				}
-				if e.State == obsRemoved {
-					delete(p.obs, e.Key)
-				} else {
-					p.obs[e.Key] = e.obs
-					p.windows[freshFor(e.Interval)]++
-				}
-				n.dirty[e.Key] = struct{}{}
-			}
-			if m.Full {
-				p.setZones(m.Zones)
-				n.pend.Files = true
-			}
+		case !p.synced:
+			ask = m.Origin
+		case m.Seq == p.seq+1:
+			n.applyDelta(p, m)
+			n.applyLater(p)
 		case m.Seq > p.seq:
+			if len(p.later) < maxLater {
+				p.later[m.Seq] = m
+			}
 			ask = m.Origin
 		}
 	case msgState:
 		n.applyState(m, now)
 	case msgSync:
-		if m.Target == n.cfg.Name && now.Sub(n.served[m.Origin]) > 500*time.Millisecond {
-			n.served[m.Origin] = now
-			serve = m.Origin
+		if m.Target == n.cfg.Name {
+			resend, from = m.Origin, m.Seq
 		}
 	case msgRecords:
 		n.mergeRecords(m.Recs)
@@ -407,11 +462,50 @@ func (n *Node) receive(b []byte) {
 	if ask != "" {
 		n.ask(ask)
 	}
-	if serve != "" {
-		n.serve(serve)
+	if resend != "" && !n.resend(resend, from) {
+		n.serve(resend)
 	}
 	if changed {
 		n.kick(n.changed)
+	}
+}
+
+// applyDelta applies the peer's next change. n.mu is held.
+func (n *Node) applyDelta(p *peer, m *message) {
+	p.seq = m.Seq
+	for _, e := range m.Obs {
+		if old, ok := p.obs[e.Key]; ok {
+			p.windows[freshFor(old.Interval)]--
+		}
+		if e.State == obsRemoved {
+			delete(p.obs, e.Key)
+		} else {
+			p.obs[e.Key] = e.obs
+			p.windows[freshFor(e.Interval)]++
+		}
+		n.dirty[e.Key] = struct{}{}
+	}
+	if m.Full {
+		p.setZones(m.Zones)
+		n.pend.Files = true
+	}
+}
+
+// applyLater applies the changes that came early and follow now, and drops those it passed.
+// n.mu is held.
+func (n *Node) applyLater(p *peer) {
+	for s := range p.later {
+		if s <= p.seq {
+			delete(p.later, s)
+		}
+	}
+	for {
+		m := p.later[p.seq+1]
+		if m == nil {
+			return
+		}
+		delete(p.later, m.Seq)
+		n.applyDelta(p, m)
 	}
 }
 
@@ -453,29 +547,35 @@ func (n *Node) applyState(m *message, now time.Time) {
 		}
 	}
 	n.pend.All, n.pend.Files = true, true
+	n.applyLater(p)
 }
 
 // peer returns the record of the named node, made when new. n.mu is held.
 func (n *Node) peer(name string) *peer {
 	p := n.peers[name]
 	if p == nil {
-		p = &peer{name: name, state: memberlist.StateAlive, obs: map[uint64]obs{}, windows: map[time.Duration]int{}}
+		p = &peer{name: name, state: memberlist.StateAlive, obs: map[uint64]obs{}, windows: map[time.Duration]int{}, later: map[uint64]*message{}}
 		n.peers[name] = p
 	}
 	return p
 }
 
-// ask asks the named node for its whole state, at most twice a second.
+// ask asks the named node for the changes this node lacks (its whole state when it has none
+// of them), at most five times a second.
 func (n *Node) ask(name string) {
 	now := time.Now()
 	n.mu.Lock()
-	if now.Sub(n.asked[name]) < 500*time.Millisecond {
+	if now.Sub(n.asked[name]) < 200*time.Millisecond {
 		n.mu.Unlock()
 		return
 	}
 	n.asked[name] = now
+	var from uint64 // the whole state
+	if p := n.peers[name]; p != nil && p.synced {
+		from = p.seq + 1 // the changes this node lacks
+	}
 	n.mu.Unlock()
-	b := (&message{Type: msgSync, Origin: n.cfg.Name, Target: name}).encode()
+	b := (&message{Type: msgSync, Origin: n.cfg.Name, Target: name, Seq: from}).encode()
 	for _, m := range n.ml.Members() {
 		if m.Name == name {
 			n.send(m, b, false)
@@ -483,9 +583,15 @@ func (n *Node) ask(name string) {
 	}
 }
 
-// serve sends this node's whole state to the named node, over TCP.
+// serve sends this node's whole state to the named node, over TCP, at most twice a second.
 func (n *Node) serve(name string) {
+	now := time.Now()
 	n.mu.Lock()
+	if now.Sub(n.served[name]) < 500*time.Millisecond {
+		n.mu.Unlock()
+		return
+	}
+	n.served[name] = now
 	b := n.ownState().encode()
 	n.mu.Unlock()
 	for _, m := range n.ml.Members() {

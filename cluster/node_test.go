@@ -234,7 +234,7 @@ func TestWireRoundTrip(t *testing.T) {
 		{Type: msgBeat, Origin: "a", Seq: 9, Files: "f"},
 		{Type: msgDelta, Origin: "a", Seq: 10, Files: "f", Obs: []entry{{1, obs{obsDown, 5, 1000}}, {2, obs{obsRemoved, 0, 0}}}},
 		{Type: msgState, Origin: "a", Seq: 10, Obs: []entry{}, Full: true, Zones: []Zone{{"z.", "h", 3}}},
-		{Type: msgSync, Origin: "b", Target: "a"},
+		{Type: msgSync, Origin: "b", Target: "a", Seq: 12},
 		{Type: msgRecords, Origin: "a", Recs: []Record{{ID: "x", Node: "a", Updated: time.Unix(0, now.UnixNano()), Expires: now, Data: []byte("d")}}},
 		{Type: msgPush, Origin: "a", Heard: []heard{{"a", 1}}, Recs: []Record{}, State: &message{Type: msgState, Origin: "a", Obs: []entry{}}},
 	}

@@ -20,7 +20,7 @@ const (
 	msgBeat    = 'b' // the sender is alive: its sequence number and files hash
 	msgDelta   = 'd' // changes of the sender's own state, one sequence number further
 	msgState   = 's' // the sender's whole own state
-	msgSync    = 'q' // please send me your whole state
+	msgSync    = 'q' // please send me your changes from a sequence number on, or your whole state
 	msgRecords = 'r' // shared records (overrides), last writer wins
 	msgPush    = 'p' // push/pull: what the sender has heard of every node, its records, maybe its state
 )
@@ -91,7 +91,7 @@ type message struct {
 	Obs    []entry
 	Zones  []Zone
 	Full   bool     // Zones is the sender's whole list (a delta may carry none)
-	Target string   // msgSync: whose state is asked for
+	Target string   // msgSync: whose state is asked for (Seq: from which change on; 0: the whole state)
 	Recs   []Record // msgRecords, msgPush
 	Heard  []heard  // msgPush
 	State  *message // msgPush: the sender's own state, when it joins
@@ -176,6 +176,7 @@ func (m *message) body(w *writer) {
 		}
 	case msgSync:
 		w.s(m.Target)
+		w.u(m.Seq)
 	case msgRecords:
 		w.records(m.Recs)
 	case msgPush:
@@ -353,7 +354,7 @@ func (m *message) readBody(r *reader) {
 			r.fail()
 		}
 	case msgSync:
-		m.Target = r.s()
+		m.Target, m.Seq = r.s(), r.u()
 	case msgRecords:
 		m.Recs = r.records()
 	case msgPush:
