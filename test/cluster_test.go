@@ -302,6 +302,11 @@ func TestCluster(t *testing.T) {
 		n.start(t)
 	}
 	t.Cleanup(func() {
+		for _, n := range nodes {
+			if strings.Contains(n.out.String(), "DATA RACE") {
+				t.Errorf("%s (built with -race) reported a data race", n.name)
+			}
+		}
 		if t.Failed() {
 			for _, n := range nodes {
 				out := n.out.String()
@@ -438,6 +443,16 @@ func TestCluster(t *testing.T) {
 		for _, want := range []string{`coredns_steer_cluster_members{state="alive"} 3`, `coredns_steer_cluster_view{mode="cluster"} 1`, `coredns_steer_gossip_messages_total{direction="in"}`} {
 			if !strings.Contains(string(text), want) {
 				t.Errorf("a's metrics lack %s", want)
+			}
+		}
+	})
+
+	t.Run("the status page shows the members", func(t *testing.T) {
+		dom := chromium(t, "http://"+a.admin+"/", "--dump-dom")
+		for _, want := range []string{`id="cluster-mode" data-mode="cluster"`, `data-member="a"`, `data-member="b"`, `data-member="c"`,
+			`<span class="error">differs</span>`, `cluster: 1 of 3 down, 2 needed`} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("a's status page lacks %s", want)
 			}
 		}
 	})
