@@ -572,6 +572,68 @@ func TestStatusFilterAndJSON(t *testing.T) {
 	}
 }
 
+func TestStatusCluster(t *testing.T) {
+	b, at := adminServer(t)
+	now := b.status.Time
+	heard2, heard3 := now.Add(-800*time.Millisecond), now.Add(-2*time.Minute-5*time.Second)
+	b.status.Cluster = &admin.Cluster{Mode: "cluster", Alive: 2, Known: 3, Differ: []string{"ns2"}, Members: []admin.Member{
+		{Name: "ns1", Address: "10.0.1.10:7946", State: "alive", Self: true, FilesHash: "9f86d081884c7d65", Targets: 3},
+		{Name: "ns2", Address: "10.0.2.10:7946", State: "alive", FilesHash: "60303ae22b998861", Differs: true, Heard: &heard2, Targets: 3},
+		{Name: "ns3", Address: "10.0.3.10:7946", State: "dead", FilesHash: "9f86d081884c7d65", Heard: &heard3, Targets: 2},
+	}}
+	eps := b.status.Zones[0].Services[0].Pools[0].Endpoints
+	eps[0].Quorum = "0 of 2 down, 2 needed"
+	eps[0].Nodes = []admin.NodeObservation{{Node: "ns1", State: "up", Fresh: true}, {Node: "ns2", State: "up", Fresh: true}, {Node: "ns3", State: "up"}}
+	down := b.status.Zones[0].Services[0].Pools[1].Endpoints
+	down[0].Source, down[0].Quorum = "cluster", "2 of 2 down, 2 needed"
+	down[0].Nodes = []admin.NodeObservation{{Node: "ns1", State: "down", Fresh: true}, {Node: "ns2", State: "down", Fresh: true}, {Node: "ns3", State: "down"}}
+
+	code, out, errs := steerctl(append([]string{"status"}, at...)...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d stderr %q", code, errs)
+	}
+	inOrder(t, "stdout", out, []string{
+		"endpoints: 1 up, 1 down, 1 drained\n",
+		"\ncluster: mode cluster, sees 2 of 3 members\n",
+		"MEMBER      ADDRESS         STATE  FILES                       HEARD      TARGETS\n",
+		"ns1 (self)  10.0.1.10:7946  alive  9f86d081884c7d65            -          3\n",
+		"ns2         10.0.2.10:7946  alive  60303ae22b998861 (differs)  0s ago     3\n",
+		"ns3         10.0.3.10:7946  dead   9f86d081884c7d65            2m05s ago  2\n",
+		"policy files differ from this node's on: ns2\n",
+		"zone example.com.",
+		"SOURCE        SINCE  REASON   LATENCY  QUORUM                 NODES                              ERROR\n",
+		"192.0.2.10     web    up       probe         4m12s  -        1.2ms    0 of 2 down, 2 needed  ns1:up ns2:up ns3:up(stale)        -\n",
+		"192.0.2.11     web    drained  override ov9  4m12s  -        -        -                      -                                  -\n",
+		"198.51.100.10  web    down     cluster       -      timeout  2.10s    2 of 2 down, 2 needed  ns1:down ns2:down ns3:down(stale)  no answer within 2s\n",
+		"overrides:\n",
+	})
+
+	// Cut off: said so.
+	b.status.Cluster.Mode, b.status.Cluster.Alive = "local", 1
+	_, out, _ = steerctl(append([]string{"status"}, at...)...)
+	inOrder(t, "stdout", out, []string{"\ncluster: mode local, sees 1 of 3 members: fewer than half, so it serves from its own probes\n"})
+
+	// --json is the API's answer, cluster included.
+	_, out, _ = steerctl(append([]string{"status", "--json"}, at...)...)
+	var st admin.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Cluster == nil || len(st.Cluster.Members) != 3 || st.Zones[0].Services[0].Pools[1].Endpoints[0].Quorum == "" {
+		t.Errorf("%v %+v", err, st.Cluster)
+	}
+
+	// Alone: nothing about a cluster.
+	b.status.Cluster = nil
+	for _, e := range []*admin.Endpoint{&eps[0], &down[0]} {
+		e.Quorum, e.Nodes = "", nil
+	}
+	_, out, _ = steerctl(append([]string{"status"}, at...)...)
+	for _, no := range []string{"cluster:", "MEMBER", "QUORUM", "NODES", "differ"} {
+		if strings.Contains(out, no) {
+			t.Errorf("alone, the status has %q:\n%s", no, out)
+		}
+	}
+	inOrder(t, "stdout", out, []string{"SOURCE        SINCE  REASON   LATENCY  ERROR\n"})
+}
+
 func TestReadCommandsJSON(t *testing.T) {
 	_, at := adminServer(t)
 	tok := tokenFile(t, testToken)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/steerdns/steerdns/plugin/steer/admin"
@@ -22,6 +23,15 @@ by a probe yet, cluster, or none: check none, always up), how long it has been s
 of its last change to down, the last probe's latency and error. A pool with fewer healthy
 endpoints than min_healthy is marked "(unhealthy)". Then the active overrides, the policy
 files that failed to load, and the state folder's last error.
+
+With a cluster, the cluster comes first, after the counts: the mode (cluster: the quorum of
+the nodes' fresh observations decides; local: this node sees fewer than half of the members
+it knows and serves from its own probes), how many members it sees, and a table of the
+members: name, gossip address, state (alive, suspect, dead, left), the hash of its policy
+files ("(differs)" when they are not this node's), when it was last heard from, and how many
+targets it observes. The members whose files differ are named. The endpoint tables then have
+two more columns: QUORUM, the cluster's count ("1 of 3 down, 2 needed"), and NODES, each
+node's observation ("a:up b:down c:up(stale)"; a stale observation is too old to count).
 
 Options:
   --zone ZONE      only this zone
@@ -82,11 +92,30 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	fmt.Fprintf(w, "node %s, %s, view %d, at %s\n", st.Node, ready, st.Version, stamp(st.Time))
 	fmt.Fprintf(w, "endpoints: %s\n", counts(st.Counts))
+	if st.Cluster != nil {
+		printCluster(w, st)
+	}
+
+	// The quorum columns, when there is a cluster (or an endpoint has a quorum anyway).
+	quorum := st.Cluster != nil
+	for _, z := range st.Zones {
+		for _, s := range z.Services {
+			for _, p := range s.Pools {
+				for _, e := range p.Endpoints {
+					quorum = quorum || e.Quorum != "" || len(e.Nodes) > 0
+				}
+			}
+		}
+	}
+	header := []string{"SERVICE", "POLICY", "POOL", "ENDPOINT", "CHECK", "STATE", "SOURCE", "SINCE", "REASON", "LATENCY", "ERROR"}
+	if quorum {
+		header = slices.Insert(header, len(header)-1, "QUORUM", "NODES")
+	}
 
 	rows := 0
 	for _, z := range st.Zones {
 		fmt.Fprintf(w, "\nzone %s (%s, serial %d)\n", z.Origin, z.File, z.Serial)
-		t := newTable(w, "SERVICE", "POLICY", "POOL", "ENDPOINT", "CHECK", "STATE", "SOURCE", "SINCE", "REASON", "LATENCY", "ERROR")
+		t := newTable(w, header...)
 		for _, s := range z.Services {
 			for i, p := range s.Pools {
 				pool := p.Region
@@ -109,7 +138,11 @@ func printStatus(w io.Writer, st *admin.Status) {
 					if reason == "" && e.LastResult != "" && e.LastResult != "ok" {
 						reason = e.LastResult
 					}
-					t.row(s.Name, s.Policy, pool, e.Address, e.Check, e.State, source, since, reason, millis(e.LatencyMs), e.Error)
+					cells := []string{s.Name, s.Policy, pool, e.Address, e.Check, e.State, source, since, reason, millis(e.LatencyMs), e.Error}
+					if quorum {
+						cells = slices.Insert(cells, len(cells)-1, e.Quorum, nodes(e.Nodes))
+					}
+					t.row(cells...)
 					rows++
 				}
 			}
@@ -131,6 +164,51 @@ func printStatus(w io.Writer, st *admin.Status) {
 	if d := st.StateDir; d != nil && d.LastError != "" {
 		fmt.Fprintf(w, "\nstate_dir %s: last error: %s\n", d.Path, d.LastError)
 	}
+}
+
+// printCluster writes the cluster as this node sees it: its mode, its members, and those
+// whose policy files differ.
+func printCluster(w io.Writer, st *admin.Status) {
+	c := st.Cluster
+	switch c.Mode {
+	case "local":
+		fmt.Fprintf(w, "\ncluster: mode local, sees %d of %d members: fewer than half, so it serves from its own probes\n", c.Alive, c.Known)
+	default:
+		fmt.Fprintf(w, "\ncluster: mode %s, sees %d of %d members\n", c.Mode, c.Alive, c.Known)
+	}
+	t := newTable(w, "MEMBER", "ADDRESS", "STATE", "FILES", "HEARD", "TARGETS")
+	for _, m := range c.Members {
+		name := m.Name
+		if m.Self {
+			name += " (self)"
+		}
+		files := m.FilesHash
+		if m.Differs {
+			files += " (differs)"
+		}
+		heard := ""
+		if m.Heard != nil {
+			heard = age(st.Time.Sub(*m.Heard)) + " ago"
+		}
+		t.row(name, m.Address, m.State, files, heard, strconv.Itoa(m.Targets))
+	}
+	t.flush()
+	if len(c.Differ) > 0 {
+		fmt.Fprintf(w, "policy files differ from this node's on: %s\n", strings.Join(c.Differ, ", "))
+	}
+}
+
+// nodes writes each node's observation of an endpoint briefly: "a:up b:down c:up(stale)".
+func nodes(obs []admin.NodeObservation) string {
+	parts := make([]string, 0, len(obs))
+	for _, o := range obs {
+		p := o.Node + ":" + o.State
+		if !o.Fresh {
+			p += "(stale)"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
 }
 
 // counts writes the endpoint counts, the known states first in their order.
