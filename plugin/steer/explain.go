@@ -38,14 +38,17 @@ type decision struct {
 	h     zoneHealth
 }
 
-// located records where the policy found the client and the order it tries the pools in. o
-// is taken by value, so that the query path's order stays on the stack.
-func (t *trace) located(pl place, o poolOrder) {
-	t.place, t.set = pl, true
+// located records where the policy found the client and the order it tries the pools in.
+func (t *trace) located(pl *place, o *poolOrder) {
+	t.place, t.set = *pl, true
 	t.order = make([]int8, o.n)
 	copy(t.order, o.idx[:o.n])
 }
 
+// chose records the choice. Not inlined: its locals would grow the frame of choose, on the
+// query path, though only explain calls it.
+//
+//go:noinline
 func (t *trace) chose(svc *zones.Service, q *query, c choice) {
 	d := decision{svc: svc, c: c, place: t.place, set: t.set, at: t.at, hasAt: t.hasAt, h: q.health}
 	for _, i := range t.order {
