@@ -172,6 +172,9 @@ func Start(cfg Config) (*Node, error) {
 	mc.Events = (*events)(n)
 	mc.TCPTimeout = 2 * time.Second
 	mc.PushPullInterval = 15 * time.Second
+	// A node that died without leaving may come back under its name at another address (a
+	// Kubernetes pod that was killed and rescheduled); memberlist refuses that forever by default.
+	mc.DeadNodeReclaimTime = 10 * time.Second
 	if cfg.Secret != nil {
 		mc.SecretKey = cfg.Secret
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
