@@ -30,7 +30,7 @@ test: deps
 
 # Each fuzz target for FUZZTIME (default 30s); a target not written yet is skipped with a note.
 fuzz:
-	@set -e; for t in zones:FuzzDecode plugin/steer:FuzzServeDNS; do \
+	@set -e; for t in zones:FuzzDecode plugin/steer:FuzzServeDNS cluster:FuzzDecode; do \
 		pkg=./$${t%%:*}; fn=$${t##*:}; \
 		if $(GO) test -list "^$$fn$$" $$pkg 2>/dev/null | grep -qx "$$fn"; then \
 			echo "$(GO) test -run '^$$' -fuzz '^$$fn$$' -fuzztime $(FUZZTIME) $$pkg"; \

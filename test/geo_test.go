@@ -283,6 +283,9 @@ func TestMalformedECSEndToEnd(t *testing.T) {
 		{"source prefix over 32", []byte{0, 1, 33, 0, 203, 0, 113, 0, 0}},
 		{"IPv6 bits beyond the prefix", []byte{0, 2, 32, 0, 0x20, 0x01, 0x0d, 0xb8, 0xff}},
 		{"too short to hold a family", []byte{0}},
+		{"an octet more than /24 needs", []byte{0, 1, 24, 0, 203, 0, 113, 0}},
+		{"an octet fewer than /24 needs", []byte{0, 1, 24, 0, 203, 0}},
+		{"IPv6 /48 with 8 octets", []byte{0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0}},
 	} {
 		if r := rawECS(t, s.UDP, "geo.example.com.", c.data); r.Rcode != dns.RcodeFormatError {
 			t.Errorf("%s: %s, want FORMERR", c.what, dns.RcodeToString[r.Rcode])
@@ -291,6 +294,18 @@ func TestMalformedECSEndToEnd(t *testing.T) {
 	// A well-formed one still works, and the server kept serving.
 	if r := rawECS(t, s.UDP, "geo.example.com.", []byte{0, 1, 24, 0, 203, 0, 113}); r.Rcode != dns.RcodeSuccess || ecsScope(r) != 24 {
 		t.Errorf("a good ECS option after the bad ones: %v", r)
+	}
+	// Well-formed with a cookie beside it (dig sends one), and /0 with family 0 (dig +subnet=0).
+	m := new(dns.Msg)
+	m.SetQuestion("geo.example.com.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"},
+		&dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1, 20, 0, 203, 0, 112}})
+	if r := exchange(t, "udp", s.UDP, m); r.Rcode != dns.RcodeSuccess || ecsScope(r) != 20 {
+		t.Errorf("ECS /20 with a cookie: %v", r)
+	}
+	if r := rawECS(t, s.UDP, "geo.example.com.", []byte{0, 0, 0, 0}); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("ECS family 0, /0: %v", r)
 	}
 }
 

@@ -395,3 +395,40 @@ func TestExplainAgrees(t *testing.T) {
 		t.Error("a bad client was explained")
 	}
 }
+
+// TestReadECSLength: an ECS address of the wrong length, which miekg/dns pads or cuts when it
+// unpacks, is found from the OPT RR's RDLENGTH.
+func TestReadECSLength(t *testing.T) {
+	for _, c := range []struct {
+		data  []byte
+		extra []dns.EDNS0
+		err   error
+	}{
+		{data: []byte{0, 1, 24, 0, 192, 0, 2}},
+		{data: []byte{0, 1, 24, 0, 192, 0, 2, 0}, err: errECSLength},
+		{data: []byte{0, 1, 24, 0, 192, 0}, err: errECSLength},
+		{data: []byte{0, 1, 0, 0}},
+		{data: []byte{0, 0, 0, 0}},
+		{data: []byte{0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 1}},
+		{data: []byte{0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 1, 0}, err: errECSLength},
+		{data: []byte{0, 1, 24, 0, 192, 0, 2}, extra: []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0011223344556677"}, &dns.EDNS0_PADDING{Padding: make([]byte, 9)}}},
+		{data: []byte{0, 1, 24, 0, 192, 0, 2, 9}, extra: []dns.EDNS0{&dns.EDNS0_NSID{Code: dns.EDNS0NSID}}, err: errECSLength},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("www.example.com.", dns.TypeA)
+		m.SetEdns0(1232, false)
+		opt := m.IsEdns0()
+		opt.Option = append(append(opt.Option, c.extra...), &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: c.data})
+		wire, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r dns.Msg
+		if err := r.Unpack(wire); err != nil {
+			t.Fatalf("%x: %v", c.data, err)
+		}
+		if _, _, err := readECS(&r); err != c.err {
+			t.Errorf("%x: %v, want %v", c.data, err, c.err)
+		}
+	}
+}

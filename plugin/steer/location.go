@@ -42,7 +42,33 @@ var (
 	errECSBits     = errors.New("ECS address has bits set beyond its source prefix")
 	errECSMultiple = errors.New("more than one ECS option")
 	errECSFamily   = errors.New("ECS address does not match its family")
+	errECSLength   = errors.New("ECS address has more or fewer octets than its source prefix needs")
 )
+
+// optionsLen returns the length that opt's options had on the wire, from what miekg/dns
+// decoded, for the option types whose length that tells; ok is false when an option's is not
+// known. An ECS option counts the octets its source prefix needs: miekg/dns pads a short
+// address and drops the octets past four (IPv4) or sixteen, so a difference from the RR's
+// RDLENGTH is an ECS address of the wrong length.
+func optionsLen(opt *dns.OPT) (n int, ok bool) {
+	for _, o := range opt.Option {
+		switch e := o.(type) {
+		case *dns.EDNS0_SUBNET:
+			n += 4 + 4 + (int(e.SourceNetmask)+7)/8
+		case *dns.EDNS0_LOCAL:
+			n += 4 + len(e.Data)
+		case *dns.EDNS0_COOKIE:
+			n += 4 + len(e.Cookie)/2 // hex
+		case *dns.EDNS0_NSID:
+			n += 4 + len(e.Nsid)/2 // hex
+		case *dns.EDNS0_PADDING:
+			n += 4 + len(e.Padding)
+		default:
+			return 0, false
+		}
+	}
+	return n, true
+}
 
 // readECS finds the query's ECS option and checks it.
 func readECS(r *dns.Msg) (*dns.EDNS0_SUBNET, netip.Prefix, error) {
@@ -61,6 +87,10 @@ func readECS(r *dns.Msg) (*dns.EDNS0_SUBNET, netip.Prefix, error) {
 	}
 	if ecs == nil {
 		return nil, netip.Prefix{}, nil
+	}
+	// A message made in this process (explain, tests) has no RDLENGTH; one off the wire has.
+	if n, ok := optionsLen(opt); ok && opt.Hdr.Rdlength != 0 && n != int(opt.Hdr.Rdlength) {
+		return nil, netip.Prefix{}, errECSLength
 	}
 	var addr netip.Addr
 	switch ecs.Family {
