@@ -692,7 +692,7 @@ func (n *Node) joiner() {
 					n.cfg.Logf("cluster: cannot join %v yet (trying again with back-off): %v", want, err)
 				}
 				failed++
-				wait = min(wait*2, 30*time.Second)
+				wait = min(wait*2, 10*time.Second)
 			}
 		} else {
 			wait = 5 * time.Second

@@ -154,15 +154,18 @@ func TestPartitionedNodeServesItsOwn(t *testing.T) {
 	c.cut.set(a.Addr(), b.Addr())
 	a.cut.set(c.Addr())
 	b.cut.set(c.Addr())
+	cutAt := time.Now()
+	// a and b keep the cluster's view, without c's stale observation.
+	eventually(t, 30*time.Second, "a counts two observers", func() bool { return verdict(a.Node, key, Majority).Observers == 2 })
+	t.Logf("a stopped counting c's observation %v after the cut", time.Since(cutAt).Round(100*time.Millisecond))
 	eventually(t, 30*time.Second, "c goes local", func() bool { l, _, _ := c.Local(); return l })
+	t.Logf("c went local %v after the cut", time.Since(cutAt).Round(100*time.Millisecond))
 	if v := verdict(c.Node, key, Majority); v.State != Unknown {
 		t.Errorf("partitioned c: verdict %+v, want unknown (it serves its own probes)", v)
 	}
 	if !strings.Contains(c.logged(), "sees 1 of the 3 members it knows") {
 		t.Errorf("c's log does not say it is cut off:\n%s", c.logged())
 	}
-	// a and b keep the cluster's view, without c's stale observation.
-	eventually(t, 30*time.Second, "a counts two observers", func() bool { return verdict(a.Node, key, Majority).Observers == 2 })
 	if l, _, _ := a.Local(); l {
 		t.Error("a went local, though it sees two of three")
 	}
@@ -170,7 +173,9 @@ func TestPartitionedNodeServesItsOwn(t *testing.T) {
 	a.cut.set()
 	b.cut.set()
 	c.cut.set()
+	healAt := time.Now()
 	eventually(t, 60*time.Second, "c rejoins", func() bool { l, _, _ := c.Local(); return !l && verdict(c.Node, key, Majority).Observers == 3 })
+	t.Logf("c serves the cluster's view with all three observations %v after the heal", time.Since(healAt).Round(100*time.Millisecond))
 	if !strings.Contains(c.logged(), "it serves the cluster's view") {
 		t.Errorf("c's log does not say it healed:\n%s", c.logged())
 	}
