@@ -207,13 +207,7 @@ func (d *decoder) walk(root *yaml.Node) *PolicyFile {
 		"records": func(n *yaml.Node, p string) { recNode = n; pf.Records = d.str(n, p) },
 		"checks": func(n *yaml.Node, p string) {
 			pf.Checks = map[string]healthcheck.Config{}
-			d.entries(n, p, func(k string, kn, v *yaml.Node, p string) {
-				if k == CheckNone {
-					d.errf(kn, p, "%q is reserved (it means always up); choose another name", k)
-					return
-				}
-				pf.Checks[k] = d.check(v, p)
-			})
+			d.checks(n, p, func(name string, c healthcheck.Config) { pf.Checks[name] = c })
 		},
 		"regions": func(n *yaml.Node, p string) {
 			pf.Regions = map[string]*Region{}
@@ -461,19 +455,35 @@ func (d *decoder) soa(n *yaml.Node, path string, s *SOA) {
 	})
 }
 
+// checks walks the checks mapping n, giving add each check.
+func (d *decoder) checks(n *yaml.Node, path string, add func(name string, c healthcheck.Config)) {
+	d.entries(n, path, func(k string, kn, v *yaml.Node, p string) {
+		if k == CheckNone {
+			d.errf(kn, p, "%q is reserved (it means always up); choose another name", k)
+			return
+		}
+		add(k, d.check(v, p))
+	})
+}
+
 func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
 	var c healthcheck.Config
-	d.mapping(n, path, map[string]func(*yaml.Node, string){
-		"type":   func(n *yaml.Node, p string) { c.Type = d.name(n, p) },
-		"port":   func(n *yaml.Node, p string) { c.Port = int(d.integer(n, p, 1, 65535)) },
-		"path":   func(n *yaml.Node, p string) { c.Path = d.path(n, p) },
-		"host":   func(n *yaml.Node, p string) { c.Host = d.name(n, p) },
-		"method": func(n *yaml.Node, p string) { c.Method = d.name(n, p) },
-		"headers": func(n *yaml.Node, p string) {
+	d.fields(n, path, checkKeys, func(key string, n *yaml.Node, p string) {
+		switch key {
+		case "type":
+			c.Type = d.name(n, p)
+		case "port":
+			c.Port = int(d.integer(n, p, 1, 65535))
+		case "path":
+			c.Path = d.path(n, p)
+		case "host":
+			c.Host = d.name(n, p)
+		case "method":
+			c.Method = d.name(n, p)
+		case "headers":
 			c.Headers = map[string]string{}
 			d.entries(n, p, func(k string, _, v *yaml.Node, p string) { c.Headers[k] = d.str(v, p) })
-		},
-		"expect_status": func(n *yaml.Node, p string) {
+		case "expect_status":
 			for i, item := range d.seq(n, p) {
 				ip := fmt.Sprintf("%s[%d]", p, i)
 				item = resolve(item)
@@ -488,18 +498,29 @@ func (d *decoder) check(n *yaml.Node, path string) healthcheck.Config {
 				}
 				c.ExpectStatus = append(c.ExpectStatus, r)
 			}
-		},
-		"expect_body":   func(n *yaml.Node, p string) { c.ExpectBody = d.str(n, p) },
-		"insecure_tls":  func(n *yaml.Node, p string) { c.InsecureTLS = d.boolean(n, p) },
-		"tls":           func(n *yaml.Node, p string) { c.TLS = d.boolean(n, p) },
-		"query":         func(n *yaml.Node, p string) { c.Query = d.fqdn(n, p) },
-		"service":       func(n *yaml.Node, p string) { c.Service = d.str(n, p) },
-		"interval":      func(n *yaml.Node, p string) { c.Interval = d.duration(n, p) },
-		"timeout":       func(n *yaml.Node, p string) { c.Timeout = d.duration(n, p) },
-		"fast_interval": func(n *yaml.Node, p string) { c.FastInterval = d.duration(n, p) },
-		"rise":          func(n *yaml.Node, p string) { c.Rise = int(d.integer(n, p, 1, 100)) },
-		"fall":          func(n *yaml.Node, p string) { c.Fall = int(d.integer(n, p, 1, 100)) },
-		"quorum":        func(n *yaml.Node, p string) { c.Quorum = d.quorum(n, p) },
+		case "expect_body":
+			c.ExpectBody = d.str(n, p)
+		case "insecure_tls":
+			c.InsecureTLS = d.boolean(n, p)
+		case "tls":
+			c.TLS = d.boolean(n, p)
+		case "query":
+			c.Query = d.fqdn(n, p)
+		case "service":
+			c.Service = d.str(n, p)
+		case "interval":
+			c.Interval = d.duration(n, p)
+		case "timeout":
+			c.Timeout = d.duration(n, p)
+		case "fast_interval":
+			c.FastInterval = d.duration(n, p)
+		case "rise":
+			c.Rise = int(d.integer(n, p, 1, 100))
+		case "fall":
+			c.Fall = int(d.integer(n, p, 1, 100))
+		case "quorum":
+			c.Quorum = d.quorum(n, p)
+		}
 	})
 	if c.Type == "" {
 		written := hasKey(n, "type") // an empty type is reported already
@@ -589,11 +610,13 @@ var (
 	serviceKeys  = []string{"check", "degraded_ttl", "fallback", "max_answers", "min_healthy", "policy", "pools", "sticky", "ttl", "when_all_down"}
 	poolKeys     = []string{"endpoints", "region", "weight"}
 	endpointKeys = []string{"address", "check", "weight"}
+	checkKeys    = []string{"expect_body", "expect_status", "fall", "fast_interval", "headers", "host", "insecure_tls", "interval",
+		"method", "path", "port", "query", "quorum", "rise", "service", "timeout", "tls", "type"}
 )
 
 // fields walks a mapping of the given keys, as mapping does, with one handler for all of them:
-// services, pools and endpoints are many, and a map of closures per mapping was a good part of
-// decoding 100,000 services.
+// services, pools, endpoints and checks are many, and a map of closures per mapping was a good
+// part of decoding 100,000 services (and of their 100,000 checks).
 func (d *decoder) fields(n *yaml.Node, path string, known []string, f func(key string, v *yaml.Node, p string)) {
 	d.entries(n, path, func(k string, kn, v *yaml.Node, p string) {
 		if !slices.Contains(known, k) {
