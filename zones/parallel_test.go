@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// parallelCases are files laid out to tempt splitServices into a wrong cut: decodeParallel
+// parallelCases are files laid out to tempt splitFile into a wrong cut: decodeParallel
 // must either refuse them or decode them exactly as the sequential decode does.
 var parallelCases = map[string]string{
 	"plain": `zone: example.com.
@@ -169,6 +169,130 @@ services:
     pools: [{endpoints: [192.0.2.1]}]
   b:
     pools: [{endpoints: [192.0.2.2]}]`,
+	"checks and services": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http, port: 8080, path: /a}
+  # a comment
+  db:
+    type: tcp
+    port: 5432
+
+  tls: {type: https, headers: {X: y}, expect_status: [200, "300-399"]}
+services:
+  a:
+    check: web
+    pools: [{endpoints: [192.0.2.1, {address: 192.0.2.3, check: db}]}]
+  b:
+    check: tls
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"checks after services": `zone: example.com.
+ns: [ns1.example.com.]
+services:
+  a:
+    check: web
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+checks:
+  web: {type: http}
+  db: {type: tcp, port: 1}
+`,
+	"checks cut, services not": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http}
+  db: {type: tcp, port: 1}
+services:
+  "a":
+    check: db
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a check twice across the cut": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http}
+  web: {type: tcp, port: 1}
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a check named none": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http}
+  none: {type: tcp, port: 1}
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a bad check": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http, interval: 1ms}
+  db: {type: tcp, port: 1}
+services:
+  a:
+    check: db
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a check not defined": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http}
+  db: {type: tcp, port: 1}
+services:
+  a:
+    check: dbx
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a check's anchor in another check": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: &w {type: http}
+  web2: *w
+services:
+  a:
+    check: web2
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"checks in a quoted string": `zone: example.com.
+ns: [ns1.example.com.]
+records: "
+checks:
+  a: x
+  b: y"
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
+	"a quoted string over a check's cut": `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http, path: "/a
+  db: x"}
+  db: {type: tcp, port: 1}
+services:
+  a:
+    pools: [{endpoints: [192.0.2.1]}]
+  b:
+    pools: [{endpoints: [192.0.2.2]}]
+`,
 	"check per endpoint and checks defined": `zone: example.com.
 ns: [ns1.example.com.]
 checks:
@@ -213,9 +337,26 @@ func TestDecodeParallel(t *testing.T) {
 	}
 	for _, name := range []string{"plain", "tail, comments and blank lines", "anchor in the head",
 		"block scalar keeping its breaks", "list under a key at its indent", "no final line break",
-		"check per endpoint and checks defined"} {
+		"check per endpoint and checks defined", "checks and services", "checks after services", "checks cut, services not"} {
 		if !taken[name] {
 			t.Errorf("%s: not decoded in parallel", name)
+		}
+	}
+	for name, keys := range map[string][]string{"checks and services": {"checks", "services"},
+		"checks after services": {"services", "checks"}, "checks cut, services not": {"checks"}} {
+		var got []string
+		if sp := splitFile([]byte(parallelCases[name]), 1); sp != nil {
+			for _, c := range sp.cuts {
+				got = append(got, c.key)
+			}
+		}
+		if !reflect.DeepEqual(got, keys) {
+			t.Errorf("%s: cut %v, want %v", name, got, keys)
+		}
+	}
+	for _, name := range []string{"a check twice across the cut", "a check named none", "a bad check", "a check not defined"} {
+		if taken[name] {
+			t.Errorf("%s: a broken file decoded in parallel", name)
 		}
 	}
 	for _, c := range brokenCases {
