@@ -76,7 +76,7 @@ const (
 
 // share returns the share of a probe slot that a target of config c needs: its timeout over the
 // time between two of its probes, at most 1, in units of unit.
-func share(c Config, pending bool) int64 {
+func share(c *Config, pending bool) int64 {
 	gap := c.Interval
 	if pending {
 		gap = c.FastInterval

@@ -265,24 +265,43 @@ func (c Config) Key() string {
 type Target struct {
 	// Name of the check in the policy file; used in logs only, not in the key.
 	Name string
-	// Config is the normalized check.
-	Config Config
+	// Config is the normalized check. Targets of one check share it (at 500,000 targets, a
+	// copy each was 115 MB), so it is read-only: nobody may change a Config a Target points at.
+	Config *Config
 	// Address is an IP address or a host name (without the trailing dot).
 	Address string
 	// Key identifies the pair: Config.Key() and Address. Set by NewTarget.
 	Key string
 }
 
-// NewTarget returns the target for config c at address addr.
+// NewTarget returns the target for config c at address addr, with a copy of c of its own.
 func NewTarget(name string, c Config, addr string) Target {
-	return NewTargetKeyed(name, c, c.Key(), addr)
+	return NewTargetKeyed(name, &c, c.Key(), addr)
 }
 
-// NewTargetKeyed is NewTarget for a caller that knows c.Key() already: configKey must be it.
-// Compiling many endpoints of one check computes the config's key once.
-func NewTargetKeyed(name string, c Config, configKey, addr string) Target {
+// NewTargetKeyed is NewTarget for a caller that gives many targets one config: c is shared,
+// not copied, and must not change afterwards; configKey must be c.Key(). Compiling many
+// endpoints of one check computes the config's key once and keeps one copy of it.
+func NewTargetKeyed(name string, c *Config, configKey, addr string) Target {
 	addr = strings.TrimSuffix(addr, ".")
 	return Target{Name: name, Config: c, Address: addr, Key: configKey + "@" + addr}
+}
+
+// engineConfig returns the config that the engine probes c with: normalized, and with its intervals
+// within the bounds that keep a bad config from spinning the scheduler. It returns c itself
+// when c is that already (a validated config of a policy file), so that targets that share a
+// config still share it in the engine, and a new config otherwise.
+func engineConfig(c *Config) *Config {
+	n := c.Normalize()
+	n.Interval = max(n.Interval, MinInterval)
+	n.FastInterval = max(n.FastInterval, MinInterval/2)
+	// The fields that Normalize and the bounds set; ExpectStatus only when it is empty.
+	if n.Port == c.Port && n.Path == c.Path && n.Method == c.Method && len(n.ExpectStatus) == len(c.ExpectStatus) &&
+		n.Interval == c.Interval && n.Timeout == c.Timeout && n.FastInterval == c.FastInterval &&
+		n.Rise == c.Rise && n.Fall == c.Fall {
+		return c
+	}
+	return &n
 }
 
 func (t Target) String() string { return t.Name + "@" + t.Address }

@@ -286,10 +286,7 @@ func (s *Subscription) Release(keys []string) {
 
 // add makes the entry of a new target. e.mu is held.
 func (e *Engine) add(t Target) *entry {
-	t.Config = t.Config.Normalize()
-	// Callers validate; this only keeps a bad config from spinning the scheduler.
-	t.Config.Interval = max(t.Config.Interval, MinInterval)
-	t.Config.FastInterval = max(t.Config.FastInterval, MinInterval/2)
+	t.Config = engineConfig(t.Config) // callers validate; this only keeps a bad config from spinning the scheduler
 	ent := &entry{target: t, status: NewStatus(Unknown), index: -1, share: share(t.Config, false), shard: uint8(e.stats.Started % uint64(len(e.shards)))}
 	ent.keep.room = &e.keepFDs
 	e.targets[t.Key] = ent

@@ -333,7 +333,7 @@ func TestSourceFamily(t *testing.T) {
 	}{{src2, "::1"}, {six, "127.0.0.1"}, {six, "::ffff:127.0.0.1"}} {
 		for _, typ := range []string{TypeHTTP, TypeTCP, TypeDNS, TypeGRPC} {
 			tg := testTarget(typ, 1, func(c *Config) { c.Query = "ok.test." })
-			tg = NewTarget(tg.Name, tg.Config, c.addr)
+			tg = NewTarget(tg.Name, *tg.Config, c.addr)
 			r := ProbeFrom(context.Background(), tg, c.from)
 			if r.OK || !errors.Is(r.Err, ErrSourceFamily) || r.Reason != ReasonOther {
 				t.Errorf("%s probe of %s from %s: %+v, want %v", typ, c.addr, c.from, r, ErrSourceFamily)
@@ -343,7 +343,7 @@ func TestSourceFamily(t *testing.T) {
 	// A name without an address of the source's family.
 	if ips, _ := net.DefaultResolver.LookupNetIP(context.Background(), "ip6", "localhost"); len(ips) == 0 {
 		tg := testTarget(TypeTCP, 1, nil)
-		tg = NewTarget(tg.Name, tg.Config, "localhost")
+		tg = NewTarget(tg.Name, *tg.Config, "localhost")
 		r := ProbeFrom(context.Background(), tg, six)
 		if r.OK || !errors.Is(r.Err, ErrSourceFamily) || !strings.Contains(r.Err.Error(), "localhost has no IPv6 address") {
 			t.Errorf("probe of localhost (IPv4 only) from ::1: %+v, want %v", r, ErrSourceFamily)

@@ -3,7 +3,9 @@ package zones
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/coredns/coredns/plugin/file"
@@ -148,9 +150,14 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	// them; z.Targets holds each distinct Key once, in file order, and endpoints index it. A
 	// check's Key is computed once: at 100,000 services, per-endpoint NewTarget calls were a
 	// third of Compile. This pass stays on one core, so that z.Targets keeps its order.
-	index := map[string]int32{}     // target key -> index in z.Targets
-	shared := map[[2]string]int32{} // (check, address) -> index
-	checkKey := map[string]string{} // check name -> its config's Key
+	//
+	// The targets of a check share one config, and so do checks with the same settings under
+	// other names (same Key and quorum): a Target is a pointer to it, not a copy, which at
+	// 500,000 targets was 115 MB.
+	index := map[string]int32{}                 // target key -> index in z.Targets
+	shared := map[[2]string]int32{}             // (check, address) -> index
+	ofCheck := map[string]checkConfig{}         // check name -> its config and Key
+	configs := map[string]*healthcheck.Config{} // Key and quorum -> the config shared
 	// z.Targets gets its final size at once: a Target is some 260 bytes, and growing the slice
 	// by doubling copied hundreds of megabytes at 500,000 targets.
 	checked := 0
@@ -173,12 +180,12 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 				}
 				i, ok := shared[[2]string{ep.Check, ep.Address}]
 				if !ok {
-					ck, known := checkKey[ep.Check]
+					cc, known := ofCheck[ep.Check]
 					if !known {
-						ck = pf.Checks[ep.Check].Key()
-						checkKey[ep.Check] = ck
+						cc = internConfig(configs, pf.Checks[ep.Check])
+						ofCheck[ep.Check] = cc
 					}
-					t := healthcheck.NewTargetKeyed(ep.Check, pf.Checks[ep.Check], ck, ep.Address)
+					t := healthcheck.NewTargetKeyed(ep.Check, cc.config, cc.key, ep.Address)
 					if i, ok = index[t.Key]; !ok {
 						i = int32(len(z.Targets))
 						index[t.Key] = i
@@ -198,6 +205,29 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 		z.Targets = nil
 	}
 	return z
+}
+
+// checkConfig is a check's config as its targets share it, and its Key.
+type checkConfig struct {
+	config *healthcheck.Config
+	key    string
+}
+
+// internConfig returns c as the targets of its check share it: the config of configs with the
+// same Key and quorum, else a copy of c, which it adds. Two checks whose Keys are equal but
+// whose settings are not (a Key is text, and a path or a host may hold its separator) keep a
+// config each.
+func internConfig(configs map[string]*healthcheck.Config, c healthcheck.Config) checkConfig {
+	cc := checkConfig{key: c.Key()}
+	k := cc.key + "|" + strconv.Itoa(c.Quorum)
+	if cc.config = configs[k]; cc.config != nil && reflect.DeepEqual(*cc.config, c) {
+		return cc
+	}
+	cc.config = &c
+	if configs[k] == nil {
+		configs[k] = cc.config
+	}
+	return cc
 }
 
 // compileService builds one service, all but the targets of its endpoints. It reads only s,

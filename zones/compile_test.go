@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -221,9 +222,51 @@ func TestCompileTargets(t *testing.T) {
 		t.Error("different checks share a target")
 	}
 	for _, tg := range z.Targets {
-		if tg.Key != healthcheck.NewTarget(tg.Name, tg.Config, tg.Address).Key {
+		if tg.Key != healthcheck.NewTarget(tg.Name, *tg.Config, tg.Address).Key {
 			t.Errorf("target %s: key is not NewTarget's", tg)
 		}
+	}
+}
+
+// The targets of a check share its config, and so do checks with the same settings under
+// other names; a quorum of their own, or other settings, keep a config apart.
+func TestCompileSharesConfigs(t *testing.T) {
+	z := compileText(t, `zone: example.com.
+ns: [ns1.example.com.]
+checks:
+  web: {type: http, port: 8080}
+  same: {type: http, port: 8080}
+  quorum: {type: http, port: 8080, quorum: all}
+  other: {type: http, port: 8081}
+  pipe1: {type: http, path: "/a|b"}
+  pipe2: {type: http, path: /a, host: "b|"}
+services:
+  www:
+    check: web
+    pools: [{endpoints: [192.0.2.1, 192.0.2.2, {address: 192.0.2.3, check: same}, {address: 192.0.2.4, check: quorum},
+      {address: 192.0.2.5, check: other}, {address: 192.0.2.6, check: pipe1}, {address: 192.0.2.7, check: pipe2}]}]
+`, 1)
+	config := map[string]*healthcheck.Config{}
+	for _, tg := range z.Targets {
+		config[tg.Address] = tg.Config
+		if !reflect.DeepEqual(*tg.Config, z.Spec.Checks[tg.Name]) {
+			t.Errorf("target %s: config %+v, want %+v", tg, *tg.Config, z.Spec.Checks[tg.Name])
+		}
+	}
+	if len(config) != 7 {
+		t.Fatalf("%d targets, want 7", len(config))
+	}
+	if config["192.0.2.1"] != config["192.0.2.2"] || config["192.0.2.1"] != config["192.0.2.3"] {
+		t.Error("the targets of web, and of same, do not share a config")
+	}
+	for _, addr := range []string{"192.0.2.4", "192.0.2.5", "192.0.2.6"} {
+		if config[addr] == config["192.0.2.1"] {
+			t.Errorf("%s shares the config of web", addr)
+		}
+	}
+	// Their Keys read alike (a | in a path or a host); their configs differ.
+	if config["192.0.2.6"] == config["192.0.2.7"] {
+		t.Error("two checks whose Keys read alike share a config")
 	}
 }
 
