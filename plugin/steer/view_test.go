@@ -2,6 +2,8 @@ package steer
 
 import (
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -133,6 +135,50 @@ func TestViewImmutable(t *testing.T) {
 	th2.Cluster = StateUp
 	if th2.State() != StateUp || th.State() != StateDown {
 		t.Errorf("cluster verdict: %v, own %v", th2.State(), th.State())
+	}
+}
+
+// TestSharedTargetHealth: new targets that start alike share one TargetHealth; one that starts
+// otherwise has its own, and a change to one target leaves the others as they were.
+func TestSharedTargetHealth(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "zone.yaml")
+	if err := os.WriteFile(p, []byte(overrideZone), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Paths: []string{p}})
+	h := newDriven()
+	h.byAddr["198.51.100.1"] = healthcheck.Down // known down at once
+	if err := s.Provision(h.source); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OnStartup(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.OnShutdown()
+	z := s.Set().Zone("example.com.")
+	slots := s.snap.Load().zones[z].slots
+	health := func(addr string) *TargetHealth {
+		for i, tg := range z.Targets {
+			if tg.Address == addr {
+				return s.View().Target(slots[i])
+			}
+		}
+		t.Fatalf("no target at %s", addr)
+		return nil
+	}
+	a, b, c := health("192.0.2.1"), health("192.0.2.2"), health("198.51.100.1")
+	if a == nil || a != b || a.Own.State != healthcheck.Unknown {
+		t.Errorf("192.0.2.1 and 192.0.2.2, both unknown, have %p %+v and %p %+v", a, a, b, b)
+	}
+	if c == a || c.Own.State != healthcheck.Down {
+		t.Errorf("198.51.100.1, down, has %p %+v", c, c)
+	}
+	h.set(t, healthcheck.Up, "192.0.2.1")
+	if got := health("192.0.2.1"); got.Own.State != healthcheck.Up {
+		t.Errorf("192.0.2.1 after its change: %+v", got)
+	}
+	if got := health("192.0.2.2"); got != b || got.Own.State != healthcheck.Unknown {
+		t.Errorf("192.0.2.2 after another target's change: %+v", got)
 	}
 }
 
