@@ -39,9 +39,9 @@ import (
 // after a call that passed, when nothing of the server's is left unread and it is not going away.
 func probeGRPC(ctx context.Context, c Config, addr string, k *keeper, src *source) error {
 	if pc := k.take(time.Now(), src); pc != nil && pc.h2 != nil {
-		keep, stale, err := grpcCall(ctx, c, addr, k, pc, true)
+		f, stale, asked, err := grpcCall(ctx, c, addr, k, pc, true)
 		if !stale {
-			k.done(pc, keep)
+			k.done(pc, f, asked)
 			return err
 		}
 		pc.close()
@@ -52,8 +52,8 @@ func probeGRPC(ctx context.Context, c Config, addr string, k *keeper, src *sourc
 	if err != nil {
 		return err
 	}
-	keep, _, err := grpcCall(ctx, c, addr, k, pc, false)
-	k.done(pc, keep)
+	f, _, asked, err := grpcCall(ctx, c, addr, k, pc, false)
+	k.done(pc, f, asked)
 	return err
 }
 
@@ -113,14 +113,16 @@ func connectGRPC(ctx context.Context, c Config, addr string, src *source) (*prob
 	return pc, nil
 }
 
-// grpcCall makes one Health/Check call on pc and judges the answer. keep and stale are as for
-// roundTrip: the connection can carry the next call; or it was reused and the server had closed
-// it before any frame of the answer, so the call can be retried on a new connection.
-func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeConn, reused bool) (keep, stale bool, err error) {
+// grpcCall makes one Health/Check call on pc and judges the answer. f, stale and asked are as
+// for roundTrip: the connection can carry the next call (reuse), or be held with the call
+// unanswered (hold: no frame of the call's answer came before the deadline; the server's own
+// frames, SETTINGS and the like, may have); or it was reused and the server had closed it before
+// any frame of the answer, so the call can be retried on a new connection (stale).
+func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeConn, reused bool) (f fate, stale bool, asked time.Time, err error) {
 	disarm := arm(ctx, pc.conn)
 	defer func() {
-		if !disarm() {
-			keep = false // ctx ended: the deadline hook may still be running
+		if !disarm() && f == reuse {
+			f = discard // ctx ended: the deadline hook may still be running
 		}
 	}()
 	h := pc.h2
@@ -139,13 +141,14 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 	block, msg := k.grpcCall(c, addr)
 	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: block, EndHeaders: true})
 	h.fr.WriteData(sid, true, msg)
+	asked = time.Now()
 	_, err = pc.conn.Write(out.Bytes())
 	buf.free() // until the answer comes: see await
 	if err != nil {
-		return false, reused && ctx.Err() == nil && isClosed(err), err
+		return discard, reused && ctx.Err() == nil && isClosed(err), asked, err
 	}
 	if err := pc.await(); err != nil {
-		return false, false, err
+		return hung(ctx, 0, err), false, asked, err
 	}
 	buf = buffers.Get().(*buffer)
 	defer buf.free()
@@ -168,9 +171,12 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 		f, err := h.fr.ReadFrame()
 		if err != nil {
 			if reused && !answered && ctx.Err() == nil && isClosed(err) {
-				return false, true, err
+				return discard, true, asked, err
 			}
-			return false, false, h2Error(err)
+			if !answered {
+				return hung(ctx, 0, err), false, asked, h2Error(err)
+			}
+			return discard, false, asked, h2Error(err)
 		}
 		switch f := f.(type) {
 		case *http2.SettingsFrame:
@@ -185,16 +191,16 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 			goingAway = true
 			if f.LastStreamID < sid {
 				if reused && !answered && f.ErrCode == http2.ErrCodeNo {
-					return false, true, errGoAway // a graceful close before the call: retry
+					return discard, true, asked, errGoAway // a graceful close before the call: retry
 				}
-				return false, false, fmt.Errorf("%w (%v): %w", errGoAway, f.ErrCode, syscall.ECONNRESET)
+				return discard, false, asked, fmt.Errorf("%w (%v): %w", errGoAway, f.ErrCode, syscall.ECONNRESET)
 			}
 		case *http2.RSTStreamFrame:
 			if f.StreamID == sid {
 				if reused && !answered && f.ErrCode == http2.ErrCodeRefusedStream {
-					return false, true, errRefusedStream
+					return discard, true, asked, errRefusedStream
 				}
-				return false, false, &verdict{ReasonGRPC, fmt.Errorf("the server reset the call: %v", f.ErrCode)}
+				return discard, false, asked, &verdict{ReasonGRPC, fmt.Errorf("the server reset the call: %v", f.ErrCode)}
 			}
 		case *http2.MetaHeadersFrame:
 			if f.StreamID != sid {
@@ -203,7 +209,7 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 			answered = true
 			if status == "" {
 				if status = f.PseudoValue("status"); status != "200" {
-					return false, false, &verdict{ReasonGRPC, fmt.Errorf("HTTP status %s, want 200", status)}
+					return discard, false, asked, &verdict{ReasonGRPC, fmt.Errorf("HTTP status %s, want 200", status)}
 				}
 			}
 			for _, hf := range f.RegularFields() {
@@ -216,8 +222,10 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 			}
 			if f.StreamEnded() {
 				keep, err := grpcVerdict(c, grpcStatus, grpcMsg, body)
-				keep = keep && !goingAway && h.next < 1<<30 && h2Drain(pc, out, br) == nil
-				return keep, false, err
+				if keep && !goingAway && h.next < 1<<30 && h2Drain(pc, out, br) == nil {
+					return reuse, false, asked, err
+				}
+				return discard, false, asked, err
 			}
 		case *http2.DataFrame:
 			if f.StreamID != sid {
@@ -225,7 +233,7 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 			}
 			answered = true
 			if len(body)+len(f.Data()) > maxBody {
-				return false, false, &verdict{ReasonGRPC, errors.New("answer larger than 64 KiB")}
+				return discard, false, asked, &verdict{ReasonGRPC, errors.New("answer larger than 64 KiB")}
 			}
 			body = append(body, f.Data()...)
 			// Give the connection's flow-control window back, so that it never runs out.
@@ -235,13 +243,13 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 				err = h2Reply(pc, out, func() error { return h.fr.WriteWindowUpdate(0, n) })
 			}
 			if f.StreamEnded() {
-				return false, false, &verdict{ReasonGRPC, errors.New("the call ended without a grpc-status")}
+				return discard, false, asked, &verdict{ReasonGRPC, errors.New("the call ended without a grpc-status")}
 			}
 		case *http2.PushPromiseFrame:
-			return false, false, &verdict{ReasonGRPC, errors.New("the server pushed, which the probe disabled")}
+			return discard, false, asked, &verdict{ReasonGRPC, errors.New("the server pushed, which the probe disabled")}
 		}
 		if err != nil {
-			return false, false, err
+			return discard, false, asked, err
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,9 +52,9 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper, src *sourc
 		return err
 	}
 	if pc := k.take(time.Now(), src); pc != nil {
-		keep, stale, err := roundTrip(ctx, c, pc, true, req, wire)
+		f, stale, asked, err := roundTrip(ctx, c, pc, true, req, wire)
 		if !stale {
-			k.done(pc, keep)
+			k.done(pc, f, asked)
 			return err
 		}
 		// The server closed the idle connection (an idle timeout, a restart) before this
@@ -64,8 +65,8 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper, src *sourc
 	if err != nil {
 		return err
 	}
-	keep, _, err := roundTrip(ctx, c, pc, false, req, wire)
-	k.done(pc, keep)
+	f, _, asked, err := roundTrip(ctx, c, pc, false, req, wire)
+	k.done(pc, f, asked)
 	return err
 }
 
@@ -92,22 +93,25 @@ func connect(ctx context.Context, c Config, addr string, src *source) (*probeCon
 	return pc, nil
 }
 
-// roundTrip sends req, encoded in wire, on pc and judges the response. keep says that pc can
-// carry the next request: the probe passed and the response was read to its end. stale says that
-// pc was reused (an earlier probe's connection) and the server had closed it before any byte of a
-// response came: the probe proves nothing yet and can be retried on a new connection.
-func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *http.Request, wire []byte) (keep, stale bool, err error) {
+// roundTrip sends req, encoded in wire, on pc at asked and judges the response. f says what
+// becomes of pc: reuse, it can carry the next request (the probe passed and the response was read
+// to its end); hold, the request went out whole and no byte of an answer came before ctx's
+// deadline (see hungLooks); discard otherwise. stale says that pc was reused (an earlier probe's
+// connection) and the server had closed it before any byte of a response came: the probe proves
+// nothing yet and can be retried on a new connection.
+func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *http.Request, wire []byte) (f fate, stale bool, asked time.Time, err error) {
 	disarm := arm(ctx, pc.conn)
 	defer func() {
-		if !disarm() {
-			keep = false // ctx ended: the deadline hook may still be running
+		if !disarm() && f == reuse {
+			f = discard // ctx ended: the deadline hook may still be running
 		}
 	}()
+	asked = time.Now()
 	if _, err := pc.conn.Write(wire); err != nil {
-		return false, reused && ctx.Err() == nil && isClosed(err), err
+		return discard, reused && ctx.Err() == nil && isClosed(err), asked, err
 	}
 	if err := pc.await(); err != nil {
-		return false, false, err
+		return hung(ctx, 0, err), false, asked, err
 	}
 	buf := buffers.Get().(*buffer)
 	defer buf.free()
@@ -118,39 +122,59 @@ func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *h
 	defer br.Reset(nil)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil && reused && cr.read == 0 && ctx.Err() == nil && isClosed(err) {
-		return false, true, err
+		return discard, true, asked, err
+	}
+	if err != nil {
+		return hung(ctx, cr.read, err), false, asked, err
 	}
 	// Skip interim responses (100 Continue, 103 Early Hints), as http.Transport does.
 	for i := 0; err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; i++ {
 		if i == 5 {
-			return false, false, fmt.Errorf("more than 5 interim (1xx) responses")
+			return discard, false, asked, fmt.Errorf("more than 5 interim (1xx) responses")
 		}
 		resp, err = http.ReadResponse(br, req)
 	}
 	if err != nil {
-		return false, false, err
+		return discard, false, asked, err
 	}
 
 	if !statusOK(c.ExpectStatus, resp.StatusCode) {
-		return false, false, &verdict{ReasonStatus, fmt.Errorf("status %d, want %s", resp.StatusCode, statusText(c.ExpectStatus))}
+		return discard, false, asked, &verdict{ReasonStatus, fmt.Errorf("status %d, want %s", resp.StatusCode, statusText(c.ExpectStatus))}
 	}
 	cr.n = math.MaxInt // the body is bounded below, by maxBody
 	if c.ExpectBody != "" {
 		found, err := buf.bodyContains(resp.Body, c.ExpectBody)
 		if err != nil {
-			return false, false, err
+			return discard, false, asked, err
 		}
 		if !found {
-			return false, false, &verdict{ReasonBody, fmt.Errorf("body does not contain %q in its first 64 KiB", c.ExpectBody)}
+			return discard, false, asked, &verdict{ReasonBody, fmt.Errorf("body does not contain %q in its first 64 KiB", c.ExpectBody)}
 		}
 	}
 	if req.Close || resp.Close {
-		return false, false, nil // resp.Body is not read to its end: the connection is closed
+		return discard, false, asked, nil // resp.Body is not read to its end: the connection is closed
 	}
 	// Read the rest of the body, within maxBody, so that the connection is ready for the next
 	// request; a longer body, or bytes after it, and the connection is closed instead.
 	_, err = io.CopyN(io.Discard, resp.Body, maxBody)
-	return err == io.EOF && br.Buffered() == 0, false, nil
+	if err == io.EOF && br.Buffered() == 0 {
+		return reuse, false, asked, nil
+	}
+	return discard, false, asked, nil
+}
+
+// hung returns hold when the probe timed out waiting for its answer, err being the read's error,
+// and no byte of the answer was read; discard otherwise, and when ctx was canceled (the engine
+// closes, the target was dropped). The connection's deadline is ctx's, so the read may report
+// it a little before ctx does.
+func hung(ctx context.Context, read int, err error) fate {
+	if read > 0 || errors.Is(ctx.Err(), context.Canceled) {
+		return discard
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return hold
+	}
+	return discard
 }
 
 // isClosed reports whether err says that the peer closed the connection: an end of file or a

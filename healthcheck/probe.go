@@ -42,17 +42,24 @@ const (
 // state. It returns within t.Config.Timeout, or sooner when ctx ends. Call it to check a target
 // once; the Engine probes on schedule, reusing HTTP and gRPC connections (see MaxConnAge).
 // The kernel chooses the source address; ProbeFrom sets it.
-func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil, nil) }
+func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil, nil, false) }
 
 // probeWith is Probe from src (nil: the kernel's choice); an HTTP, HTTPS or gRPC probe takes its
 // connection from k and leaves it there for the next probe when it can (k nil: a new connection,
-// closed at the end). A connection kept from another source is not reused.
-func probeWith(ctx context.Context, t Target, k *keeper, src *source) Result {
+// closed at the end). A connection kept from another source is not reused. With look (the
+// target is down, and its last probe failed), a probe whose target hangs on its held connection
+// fails at once (see hungLooks).
+func probeWith(ctx context.Context, t Target, k *keeper, src *source, look bool) Result {
 	c := t.Config.Normalize()
+	start := time.Now()
+	if look && k != nil {
+		if waited, ok := k.look(start, src); ok {
+			return Result{Reason: ReasonTimeout, Err: noAnswer(waited), Duration: time.Since(start)}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 
-	start := time.Now()
 	var err error
 	switch c.Type {
 	case TypeHTTP, TypeHTTPS:
@@ -80,6 +87,16 @@ func probeWith(ctx context.Context, t Target, k *keeper, src *source) Result {
 	}
 	return r
 }
+
+// noAnswer is the error of a probe that found its target's held connection still without an
+// answer (see hungLooks): the request has waited that long.
+type noAnswer time.Duration
+
+func (e noAnswer) Error() string {
+	return fmt.Sprintf("no answer to the request sent %.1fs ago, still waiting on its connection", time.Duration(e).Seconds())
+}
+func (noAnswer) Timeout() bool   { return true }
+func (noAnswer) Temporary() bool { return false }
 
 // verdict is a failure judged on the answer (a status, a body, an rcode, a gRPC reply) or on
 // the TLS handshake, as opposed to one the network reported.

@@ -40,6 +40,54 @@ import (
 // MaxConnAge is the age after which a probe connection is closed rather than reused.
 const MaxConnAge = 30 * time.Second
 
+// Held connections: a target that hangs does not cost a new connection at every probe.
+//
+// Why: in an outage where backends accept connections and never answer, every probe of each of
+// them dialled, wrote its request, waited its whole timeout and closed: with 20,000 such targets
+// at 5s, 4,000 connections a second, most of the CPU of the prober (socket, connect, write,
+// close: 62% of its profile), and a bare dialer doing only that already cost more than the
+// whole checker was allowed.
+//
+// What: an HTTP, HTTPS or gRPC probe that times out after its request went out whole, with no
+// byte of the answer (for gRPC, no frame of the call's answer), leaves its connection held for
+// the target's next probes, with its request outstanding; the connection counts as a kept one
+// (a file descriptor in Capacity.FDsInUse, within the same budget, closed first when probes need
+// descriptors). The next probe of the target then:
+//
+//   - while the target is down and no rise is pending (its last result was a failure), looks at
+//     the held connection without waiting: one non-blocking peek. Nothing there, nothing closed:
+//     the request has gone unanswered for an interval and more, longer than the timeout, and the
+//     probe fails at once with reason timeout (its Duration is the look's, microseconds; its
+//     error says how long the request has waited). No connection, no write, no timer, no
+//     goroutine waiting. This is done for hungLooks probes in a row at most (the last one
+//     closes the connection, whose descriptor is then free until the next probe dials), and
+//     not once the connection is MaxConnAge old;
+//   - otherwise closes the held connection and runs as a probe on a new one, and so in
+//     particular: when anything came on it (the late answer, an end of file, a reset: the
+//     backend woke up or restarted), when the target is up or a change is pending (each of the
+//     fall probes that take an up target down, and each rise probe, is on a connection of its
+//     own, so that one request stuck in a backend never counts as two failures), and at the
+//     third probe after the one that dialled it (every third probe of a hanging target dials).
+//
+// A late answer is never taken for a success: it answers a request older than the timeout. The
+// probe that finds it closes the connection and judges the backend on a new one, within its
+// own timeout.
+//
+// Bounds. Up to down: unchanged (every probe of an up target, or with a fall pending, dials and
+// waits its timeout). Down to up, for a target that hung: the recovery is seen by the first
+// probe after it when the recovered backend answers or closes the held connection before that
+// probe looks (a process restarted, a stall that ended: the outstanding request gets its
+// answer), so within interval + (rise-1)*fast_interval as documented, plus the time the backend
+// takes to answer the outstanding request; when the backend never answers the held connection
+// but would a new one (a request lost in a stuck worker), by the next probe that dials, at most
+// hungLooks+1 probes after the last one that did: within (hungLooks+1)*interval +
+// (rise-1)*fast_interval, 3*interval + (rise-1)*fast_interval (16s with the defaults), or
+// sooner when MaxConnAge comes first.
+
+// hungLooks is how many probes in a row of a hanging target look at its held connection
+// instead of dialling: every (hungLooks+1)-th probe is on a new connection.
+const hungLooks = 2
+
 // probeConn is one probe connection, kept between the probes of one target.
 type probeConn struct {
 	raw  net.Conn  // the TCP connection
@@ -47,6 +95,11 @@ type probeConn struct {
 	born time.Time // when it was dialled
 	src  *source   // the source it was dialled from
 	h2   *h2Conn   // for gRPC: the HTTP/2 connection's state
+	// asked, when not zero, is when the request that is still unanswered on the connection was
+	// sent: a held connection (see hungLooks), which never carries another request. looks
+	// counts the probes that found it so.
+	asked time.Time
+	looks int
 }
 
 // close closes the connection (a reset: dial sets SO_LINGER 0).
@@ -73,25 +126,56 @@ func (k *keeper) take(now time.Time, src *source) *probeConn {
 	c := k.idle
 	k.idle = nil
 	keptConns.Add(-1)
-	if now.Sub(c.born) >= MaxConnAge || c.src != src {
-		c.close()
+	if now.Sub(c.born) >= MaxConnAge || c.src != src || !c.asked.IsZero() {
+		c.close() // a held connection carries no other request
 		return nil
 	}
 	return c
 }
 
-// done ends a probe on c: with keep, c is kept for the next probe (put); otherwise, or without
-// a keeper, it is closed.
-func (k *keeper) done(c *probeConn, keep bool) {
-	if keep && k != nil {
-		budget := keepFDs()
-		if k.room != nil {
-			budget = k.room.Load()
-		}
-		k.put(c, budget)
+// look is the probe of a hanging target on its held connection (see hungLooks): when k holds
+// one from src, younger than MaxConnAge, looked at fewer than hungLooks times, and nothing has
+// come on it, it returns how long its request has waited, and true; after the last look, it
+// closes the connection, since the next probe dials anyway: its descriptor is free until then.
+// Otherwise it returns false, and leaves the connection to take, which closes it.
+func (k *keeper) look(now time.Time, src *source) (time.Duration, bool) {
+	if k == nil || k.idle == nil {
+		return 0, false
+	}
+	c := k.idle
+	if c.asked.IsZero() || c.looks >= hungLooks || c.src != src || now.Sub(c.born) >= MaxConnAge || c.readable() {
+		return 0, false
+	}
+	if c.looks++; c.looks == hungLooks {
+		k.close()
+	}
+	return now.Sub(c.asked), true
+}
+
+// fate is what becomes of a probe's connection when the probe ends.
+type fate uint8
+
+const (
+	discard fate = iota // closed
+	reuse               // kept idle, for the next probe's request (see MaxConnAge)
+	hold                // kept with its request unanswered (see hungLooks)
+)
+
+// done ends a probe on c, which sent its request at asked: with reuse or hold, c is kept for
+// the next probe (put); otherwise, or without a keeper, it is closed.
+func (k *keeper) done(c *probeConn, f fate, asked time.Time) {
+	if f == discard || k == nil {
+		c.close()
 		return
 	}
-	c.close()
+	if f == hold {
+		c.asked = asked
+	}
+	budget := keepFDs()
+	if k.room != nil {
+		budget = k.room.Load()
+	}
+	k.put(c, budget)
 }
 
 // put keeps c for the next probe, or closes it when the process's probes, in flight and kept,
@@ -131,6 +215,33 @@ func arm(ctx context.Context, conn net.Conn) (disarm func() bool) {
 	d, _ := ctx.Deadline() // the zero time, no deadline, without one
 	conn.SetDeadline(d)
 	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// readable reports whether anything has come on the connection: data, an end or an error. It
+// does not wait: one non-blocking peek of one byte.
+func (c *probeConn) readable() bool {
+	sc, ok := c.raw.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	var b [1]byte
+	readable := true
+	if rc.Control(func(fd uintptr) {
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err != syscall.EINTR {
+				readable = err != syscall.EAGAIN
+				return
+			}
+		}
+	}) != nil {
+		return true
+	}
+	return readable
 }
 
 // await waits until the probe connection has something to read, an end or an error, within its

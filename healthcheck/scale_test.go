@@ -230,7 +230,7 @@ func BenchmarkProbeHTTP(b *testing.B) {
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 			b.ReportAllocs()
 			for b.Loop() {
-				if r := probeWith(context.Background(), tg, k, nil); !r.OK {
+				if r := probeWith(context.Background(), tg, k, nil, false); !r.OK {
 					b.Fatal(r.Err)
 				}
 			}

@@ -139,7 +139,11 @@ func (e *Engine) work(ent *entry) {
 func (e *Engine) probe(ent *entry) *entry {
 	t := ent.target
 	start := time.Now()
-	res := probeWith(e.shards[ent.shard], t, &ent.keep, e.src.Load())
+	// A target that is down and whose last probe failed may be judged on its held connection
+	// (see hungLooks); any other probe is on a connection that can answer it. The probe owns
+	// ent's hysteresis until it queues ent again.
+	look := ent.status.State() == Down && ent.hys.oks == 0
+	res := probeWith(e.shards[ent.shard], t, &ent.keep, e.src.Load(), look)
 	probing.Add(-1)
 	if e.ctx.Err() != nil {
 		ent.keep.close()

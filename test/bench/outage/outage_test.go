@@ -467,11 +467,15 @@ func TestOutageProbe(t *testing.T) {
 	time.Sleep(time.Second)
 
 	// The window: count each target's probes (a new Checked time) by sampling every 500ms;
-	// every probe of a target is at least fast_interval (1s) after the last.
+	// every probe of a target is at least fast_interval (1s) after the last. Intervals are
+	// measured between the probes' starts (Checked - Latency): a hanging target's probes take
+	// 2s on a new connection and microseconds on a held one (see healthcheck's hungLooks).
 	type seen struct {
-		last, first time.Time
-		count       int
+		last     time.Time // the last Checked time
+		from, to time.Time // the first and last starts
+		count    int
 	}
+	began := func(o healthcheck.Observation) time.Time { return o.Checked.Add(-o.Latency) }
 	s := make([]seen, n)
 	for i := range s {
 		s[i].last = st[i].Observation().Checked
@@ -493,11 +497,11 @@ func TestOutageProbe(t *testing.T) {
 	for tick := 0; time.Now().Before(end); tick++ {
 		time.Sleep(500 * time.Millisecond)
 		for i := range s {
-			if c := st[i].Observation().Checked; !c.Equal(s[i].last) {
+			if o := st[i].Observation(); !o.Checked.Equal(s[i].last) {
 				if s[i].count == 0 {
-					s[i].first = c
+					s[i].from = began(o)
 				}
-				s[i].last = c
+				s[i].last, s[i].to = o.Checked, began(o)
 				s[i].count++
 			}
 		}
@@ -527,8 +531,8 @@ func TestOutageProbe(t *testing.T) {
 	poller := cpu(thr1) - cpu(thr0)
 
 	perInterval := func(x seen) float64 {
-		if x.count >= 2 && x.last.After(x.first) {
-			return float64(x.count-1) * interval.Seconds() / x.last.Sub(x.first).Seconds()
+		if x.count >= 2 && x.to.After(x.from) {
+			return float64(x.count-1) * interval.Seconds() / x.to.Sub(x.from).Seconds()
 		}
 		return float64(x.count) * interval.Seconds() / wall.Seconds()
 	}
@@ -540,7 +544,7 @@ func TestOutageProbe(t *testing.T) {
 		if answering[i] {
 			ok = append(ok, v)
 			if x.count >= 2 {
-				maxGap = max(maxGap, x.last.Sub(x.first).Seconds()/float64(x.count-1))
+				maxGap = max(maxGap, x.to.Sub(x.from).Seconds()/float64(x.count-1))
 			}
 			if x.count < 2 {
 				maxGap = max(maxGap, wall.Seconds())
