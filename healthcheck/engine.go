@@ -80,9 +80,10 @@ type entry struct {
 	target  Target // with a normalized config; never changes
 	status  *Status
 	holders []*Subscription
-	due     time.Time // next probe
-	index   int       // in the queue; -1 while the target is being probed, or when it is gone
-	gone    bool      // no subscription holds it any more
+	due     time.Time     // next probe
+	stretch time.Duration // added once, to the interval after its first probe (see start)
+	index   int           // in the queue; -1 while the target is being probed, or when it is gone
+	gone    bool          // no subscription holds it any more
 	hys     hysteresis
 	share   int64 // its share of a probe slot now (see share)
 	shard   uint8 // the shard of the engine's context that its probes derive theirs from
@@ -185,15 +186,15 @@ func (e *Engine) Subscribe(onChange func(Change)) *Subscription {
 }
 
 // startSpacing spreads the first probes of new targets: n new targets are first probed at
-// random within min(interval, n*startSpacing). A few targets are probed almost at once, and a
-// large set spreads over one interval, as it will stay.
+// random within min(11/12 of the interval, n*startSpacing) (see start). A few targets are
+// probed almost at once, and a large set spreads over one interval, as it will stay.
 const startSpacing = 10 * time.Millisecond
 
 // Sync declares the complete set of targets that s needs and returns their Status cells, in the
 // order given. Targets the engine already probes (same Key, for any subscription) keep their
 // Status, state and schedule; new ones start Unknown and are probed at once, the first round
-// spread at random over min(interval, 10ms × the number of new targets), so never more than one
-// interval; targets that no subscription holds any more stop.
+// spread at random over min(11/12 of the interval, 10ms × the number of new targets), so that it
+// ends within interval + timeout; targets that no subscription holds any more stop.
 //
 // After Close (of s or of its engine), Sync returns Unknown statuses that nothing probes.
 func (s *Subscription) Sync(targets []Target) []*Status {
@@ -295,15 +296,30 @@ func (e *Engine) add(t Target) *entry {
 	return ent
 }
 
-// start queues the first probes of fresh targets, spread over min(interval, 10ms × their
-// number), and bounds the probes in flight anew. e.mu is held.
+// start queues the first probes of fresh targets, spread over min(11/12 of the interval, 10ms ×
+// their number), and bounds the probes in flight anew. e.mu is held.
+//
+// A spread over the whole interval would have the last first probes end at interval + timeout,
+// and a little after on a busy machine: the first round is spread over 11/12 of the interval
+// instead, so that it ends within interval + timeout with interval/12 to spare. The targets'
+// phases then cover the whole interval again from their second probe on: the one first probed
+// at offset x waits interval + x/11 for it, so that its phase becomes x × 12/11, once at most
+// 1/12 of an interval late.
 func (e *Engine) start(fresh []*entry) {
 	e.refreshLimits()
 	e.rebound()
 	now := time.Now()
 	spread := time.Duration(len(fresh)) * startSpacing
 	for _, ent := range fresh {
-		ent.due = now.Add(rand.N(min(spread, ent.target.Config.Interval)))
+		window, stretch := ent.target.Config.Interval*11/12, true
+		if spread < window {
+			window, stretch = spread, false // a few targets: their first probes come almost at once
+		}
+		off := rand.N(window)
+		ent.due, ent.stretch = now.Add(off), 0
+		if stretch {
+			ent.stretch = off / 11
+		}
 		e.push(ent)
 	}
 }

@@ -186,7 +186,8 @@ func (e *Engine) probe(ent *entry) *entry {
 	}
 	// Intervals run from start to start, so that a state changes within the bounds of the
 	// documentation; a slow probe delays the next one, never overlaps it.
-	ent.due = start.Add(interval)
+	ent.due = start.Add(interval + ent.stretch)
+	ent.stretch = 0
 	if ent.due.Before(now) {
 		ent.due = now
 	}
