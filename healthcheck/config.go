@@ -243,22 +243,57 @@ func (c Config) Validate() (field string, err error) {
 // is not in it: it says how a cluster judges the probes, and nodes (and files) that set
 // different quorums for one check still observe, and gossip about, one target.
 func (c Config) Key() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%d|%s|%s|%s|", c.Type, c.Port, c.Path, c.Host, c.Method)
-	keys := make([]string, 0, len(c.Headers))
-	for k := range c.Headers {
-		keys = append(keys, k)
+	// The text of fmt's "%s|%d|%s|%s|%s|", "%q=%q," per header, "|%s" per status range, then
+	// "|%q|%t|%s|%s|%t|%s|%s|%s|%d|%d", written without fmt: 100,000 checks are keyed at a load.
+	b := make([]byte, 0, 96+len(c.Path)+len(c.Host)+len(c.ExpectBody))
+	b = append(b, c.Type...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(c.Port), 10)
+	for _, s := range [...]string{c.Path, c.Host, c.Method} {
+		b = append(b, '|')
+		b = append(b, s...)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%q=%q,", k, c.Headers[k])
+	b = append(b, '|')
+	if len(c.Headers) > 0 {
+		keys := make([]string, 0, len(c.Headers))
+		for k := range c.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			b = strconv.AppendQuote(b, k)
+			b = append(b, '=')
+			b = strconv.AppendQuote(b, c.Headers[k])
+			b = append(b, ',')
+		}
 	}
 	for _, r := range c.ExpectStatus {
-		fmt.Fprintf(&b, "|%s", r)
+		b = append(b, '|')
+		b = strconv.AppendInt(b, int64(r.Lo), 10)
+		if r.Lo != r.Hi {
+			b = append(b, '-')
+			b = strconv.AppendInt(b, int64(r.Hi), 10)
+		}
 	}
-	fmt.Fprintf(&b, "|%q|%t|%s|%s|%t|%s|%s|%s|%d|%d", c.ExpectBody, c.InsecureTLS, c.Query, c.Service, c.TLS,
-		c.Interval, c.Timeout, c.FastInterval, c.Rise, c.Fall)
-	return b.String()
+	b = append(b, '|')
+	b = strconv.AppendQuote(b, c.ExpectBody)
+	b = append(b, '|')
+	b = strconv.AppendBool(b, c.InsecureTLS)
+	b = append(b, '|')
+	b = append(b, c.Query...)
+	b = append(b, '|')
+	b = append(b, c.Service...)
+	b = append(b, '|')
+	b = strconv.AppendBool(b, c.TLS)
+	for _, d := range [...]time.Duration{c.Interval, c.Timeout, c.FastInterval} {
+		b = append(b, '|')
+		b = append(b, d.String()...)
+	}
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(c.Rise), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(c.Fall), 10)
+	return string(b)
 }
 
 // Target is one (check, address) pair: what the engine probes and keeps a state for.

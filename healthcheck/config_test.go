@@ -1,7 +1,10 @@
 package healthcheck
 
 import (
+	"fmt"
 	"reflect"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +49,46 @@ func TestEngineSharesConfigs(t *testing.T) {
 	for _, tg := range targets {
 		if ent := e.targets[tg.Key]; ent == nil || ent.target.Config != &c {
 			t.Errorf("%s: the engine does not probe with the shared config", tg)
+		}
+	}
+}
+
+// keyWithFmt is the Key of c as it was first written, with fmt: the reference the faster Key
+// must match, since keys name targets in state files and between the nodes of a cluster.
+func keyWithFmt(c Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%d|%s|%s|%s|", c.Type, c.Port, c.Path, c.Host, c.Method)
+	keys := make([]string, 0, len(c.Headers))
+	for k := range c.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%q=%q,", k, c.Headers[k])
+	}
+	for _, r := range c.ExpectStatus {
+		fmt.Fprintf(&b, "|%s", r)
+	}
+	fmt.Fprintf(&b, "|%q|%t|%s|%s|%t|%s|%s|%s|%d|%d", c.ExpectBody, c.InsecureTLS, c.Query, c.Service, c.TLS,
+		c.Interval, c.Timeout, c.FastInterval, c.Rise, c.Fall)
+	return b.String()
+}
+
+func TestKey(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Type: TypeHTTP},
+		{Type: TypeHTTPS, Port: 8443, Path: "/a|b", Host: "www.example.com", Method: "HEAD",
+			Headers:      map[string]string{"X-B": "two words", "X-A": "q\"uote\n", "Ü": "\x00"},
+			ExpectStatus: []StatusRange{{200, 200}, {300, 399}}, ExpectBody: "ok \"fine\"\t", InsecureTLS: true},
+		{Type: TypeDNS, Query: "health.example.com.", Interval: 1500 * time.Millisecond, Timeout: 250 * time.Microsecond},
+		{Type: TypeGRPC, Service: "svc.v1", TLS: true, Rise: 10, Fall: -1, Quorum: QuorumAll, Port: -5},
+		{Type: "tcp", Port: 65535, Interval: time.Hour + time.Nanosecond, FastInterval: 3 * time.Second, ExpectStatus: []StatusRange{{-1, 0}}},
+	} {
+		for _, c := range []Config{c, c.Normalize()} {
+			if got, want := c.Key(), keyWithFmt(c); got != want {
+				t.Errorf("Key of %+v:\n %s\nwant\n %s", c, got, want)
+			}
 		}
 	}
 }
