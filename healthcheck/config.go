@@ -322,6 +322,14 @@ func NewTargetKeyed(name string, c *Config, configKey, addr string) Target {
 	return Target{Name: name, Config: c, Address: addr, Key: configKey + "@" + addr}
 }
 
+// AppendTargetKey appends to dst the Key that NewTargetKeyed gives the target of a config of
+// key configKey at addr, so that a caller can look a target up by its key without making it.
+func AppendTargetKey(dst []byte, configKey, addr string) []byte {
+	dst = append(dst, configKey...)
+	dst = append(dst, '@')
+	return append(dst, strings.TrimSuffix(addr, ".")...)
+}
+
 // engineConfig returns the config that the engine probes c with: normalized, and with its intervals
 // within the bounds that keep a bad config from spinning the scheduler. It returns c itself
 // when c is that already (a validated config of a policy file), so that targets that share a

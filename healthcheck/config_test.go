@@ -92,3 +92,12 @@ func TestKey(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendTargetKey(t *testing.T) {
+	c := Config{Type: TypeHTTP}.Normalize()
+	for _, addr := range []string{"192.0.2.1", "2001:db8::1", "www.example.com.", "www.example.com", "."} {
+		if got, want := string(AppendTargetKey([]byte("junk"), c.Key(), addr)), "junk"+NewTarget("x", c, addr).Key; got != want {
+			t.Errorf("%s: %s, want %s", addr, got, want)
+		}
+	}
+}

@@ -146,20 +146,20 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	})
 	<-placed
 
-	// Targets are made once per (check name, address) and shared by the endpoints that name
-	// them; z.Targets holds each distinct Key once, in file order, and endpoints index it. A
-	// check's Key is computed once: at 100,000 services, per-endpoint NewTarget calls were a
-	// third of Compile. This pass stays on one core, so that z.Targets keeps its order.
+	// Targets are made once per Key and shared by the endpoints that name them; z.Targets
+	// holds each distinct Key once, in file order, and endpoints index it. A check's Key is
+	// computed once (at 100,000 services, per-endpoint NewTarget calls were a third of
+	// Compile), and an endpoint's target key is looked up from a buffer, so an endpoint whose
+	// target exists already makes nothing. This pass stays on one core, so that z.Targets
+	// keeps its order.
 	//
 	// The targets of a check share one config, and so do checks with the same settings under
 	// other names (same Key and quorum): a Target is a pointer to it, not a copy, which at
 	// 500,000 targets was 115 MB.
-	index := map[string]int32{}                 // target key -> index in z.Targets
-	shared := map[[2]string]int32{}             // (check, address) -> index
 	ofCheck := map[string]checkConfig{}         // check name -> its config and Key
 	configs := map[string]*healthcheck.Config{} // Key and quorum -> the config shared
-	// z.Targets gets its final size at once: a Target is some 260 bytes, and growing the slice
-	// by doubling copied hundreds of megabytes at 500,000 targets.
+	// z.Targets and the index of their keys get their final size at once: growing them by
+	// doubling was a good part of this pass at 500,000 targets.
 	checked := 0
 	for _, cs := range services {
 		for _, p := range cs.Pools {
@@ -171,6 +171,8 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 		}
 	}
 	z.Targets = make([]healthcheck.Target, 0, checked)
+	index := make(map[string]int32, checked) // target key -> index in z.Targets
+	var key []byte                           // a key to look up, without making its target
 	z.Services = make(map[string]*Service, len(services))
 	for _, cs := range services {
 		for _, p := range cs.Pools {
@@ -178,20 +180,18 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 				if ep.Check == CheckNone {
 					continue
 				}
-				i, ok := shared[[2]string{ep.Check, ep.Address}]
+				cc, known := ofCheck[ep.Check]
+				if !known {
+					cc = internConfig(configs, pf.Checks[ep.Check])
+					ofCheck[ep.Check] = cc
+				}
+				key = healthcheck.AppendTargetKey(key[:0], cc.key, ep.Address)
+				i, ok := index[string(key)]
 				if !ok {
-					cc, known := ofCheck[ep.Check]
-					if !known {
-						cc = internConfig(configs, pf.Checks[ep.Check])
-						ofCheck[ep.Check] = cc
-					}
 					t := healthcheck.NewTargetKeyed(ep.Check, cc.config, cc.key, ep.Address)
-					if i, ok = index[t.Key]; !ok {
-						i = int32(len(z.Targets))
-						index[t.Key] = i
-						z.Targets = append(z.Targets, t)
-					}
-					shared[[2]string{ep.Check, ep.Address}] = i
+					i = int32(len(z.Targets))
+					index[t.Key] = i
+					z.Targets = append(z.Targets, t)
 				}
 				ep.Target = i
 			}
