@@ -135,13 +135,13 @@ func (r *clusterRef) changed(ch cluster.Change) {
 }
 
 // hold counts targets an instance took on, and gossips this node's observations of them.
-func (r *clusterRef) hold(targets []healthcheck.Target, obs []healthcheck.Observation) {
+func (r *clusterRef) hold(targets []healthcheck.Target, statuses []*healthcheck.Status) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, t := range targets {
 		r.held[t.Key]++
-		if obs[i].State != healthcheck.Unknown {
-			r.node.Observe(t.Key, obs[i].State == healthcheck.Down, obs[i].Since, t.Config.Interval)
+		if o := statuses[i].Observation(); o.State != healthcheck.Unknown {
+			r.node.Observe(t.Key, o.State == healthcheck.Down, o.Since, t.Config.Interval)
 		}
 	}
 }

@@ -41,16 +41,14 @@ type engineHealth struct {
 }
 
 // Hold implements Health.
-func (h *engineHealth) Hold(targets []healthcheck.Target) []healthcheck.Observation {
+func (h *engineHealth) Hold(targets []healthcheck.Target) []*healthcheck.Status {
 	statuses := h.sub.Hold(targets)
-	out := make([]healthcheck.Observation, len(statuses))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, st := range statuses {
-		out[i] = st.Observation()
 		h.cells[targets[i].Key] = st
 	}
-	return out
+	return statuses
 }
 
 // Release implements Health.

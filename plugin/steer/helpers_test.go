@@ -37,13 +37,18 @@ func (d *drivenHealth) source(onChange func(healthcheck.Change)) Health {
 	return d
 }
 
-func (d *drivenHealth) Hold(ts []healthcheck.Target) []healthcheck.Observation {
+func (d *drivenHealth) Hold(ts []healthcheck.Target) []*healthcheck.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]healthcheck.Observation, len(ts))
+	out := make([]*healthcheck.Status, len(ts))
+	cells := map[healthcheck.State]*healthcheck.Status{} // targets in one state share a cell
 	for i, t := range ts {
 		d.targets[t.Key] = t
-		out[i] = healthcheck.Observation{State: d.byAddr[t.Address]}
+		st := d.byAddr[t.Address]
+		if cells[st] == nil {
+			cells[st] = healthcheck.NewStatus(st)
+		}
+		out[i] = cells[st]
 	}
 	return out
 }

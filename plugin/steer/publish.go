@@ -123,6 +123,7 @@ func (s *Steer) publish(set *zones.Set) {
 	next := &snapshot{set: set, zones: make(map[*zones.Zone]*zoneServed, len(old.zones))}
 	e := old.view.edit()
 	var fresh []int32
+	var whole *zones.Zone // a zone whose Targets are, in order, all the fresh targets
 	for _, z := range set.Zones() {
 		if zs := old.zones[z]; zs != nil {
 			next.zones[z] = zs
@@ -130,12 +131,20 @@ func (s *Steer) publish(set *zones.Set) {
 		}
 		zs := &zoneServed{slots: make([]int32, len(z.Targets)), answers: make(map[*zones.Service]*serviceCounters, len(z.Services))}
 		s.slots.grow(len(z.Targets))
+		before := len(fresh)
 		for i := range z.Targets {
 			slot, isNew := s.slots.acquire(z, int32(i))
 			zs.slots[i] = slot
 			if isNew {
 				fresh = append(fresh, slot)
 			}
+		}
+		switch {
+		case len(fresh) == before:
+		case before == 0 && len(fresh) == len(z.Targets):
+			whole = z
+		default:
+			whole = nil
 		}
 		zs.labelTargets(z)
 		counters := make([]serviceCounters, len(z.Services)) // one allocation for the zone
@@ -160,13 +169,20 @@ func (s *Steer) publish(set *zones.Set) {
 			}
 		}
 	}
-	targets := make([]healthcheck.Target, len(fresh))
-	for i, slot := range fresh {
-		targets[i] = *s.slots.targets[slot]
+	// The health source is given the fresh targets: at start-up (or when a file's targets are
+	// all new) the zone's own Targets, else copies.
+	var targets []healthcheck.Target
+	if whole != nil {
+		targets = whole.Targets
+	} else {
+		targets = make([]healthcheck.Target, len(fresh))
+		for i, slot := range fresh {
+			targets[i] = *s.slots.targets[slot]
+		}
 	}
-	obs := s.health.Hold(targets)
+	statuses := s.health.Hold(targets)
 	if s.cluster != nil {
-		s.cluster.hold(targets, obs)
+		s.cluster.hold(targets, statuses)
 	}
 	// New targets mostly start alike (unknown since one instant, nothing restored, no verdict
 	// yet): a run of equal values shares one TargetHealth, which nothing writes once it is in a
@@ -175,9 +191,9 @@ func (s *Steer) publish(set *zones.Set) {
 	var batch []TargetHealth // allocated a few at a time, for the values that differ
 	for i, slot := range fresh {
 		var th TargetHealth
-		th.Own = obs[i]
+		th.Own = statuses[i].Observation()
 		// Not probed yet: the state saved before the restart, until a probe confirms it.
-		if r, ok := s.restored[targets[i].Key]; ok && obs[i].State == healthcheck.Unknown {
+		if r, ok := s.restored[targets[i].Key]; ok && th.Own.State == healthcheck.Unknown {
 			th.Own, th.Restored = r, true
 			delete(s.restored, targets[i].Key)
 			if s.state != nil {

@@ -28,9 +28,10 @@ var log = clog.NewWithPlugin(Name)
 // Health is the plugin's source of this node's observations: the targets to watch and what
 // their probes say. Targets are declared incrementally, so that a reload costs what changed. The probe engine implements it; tests drive their own.
 type Health interface {
-	// Hold adds targets to those the plugin serves and returns their observations, in order.
-	// A target held already keeps its state.
-	Hold(targets []healthcheck.Target) []healthcheck.Observation
+	// Hold adds targets to those the plugin serves and returns their status cells, in order;
+	// targets that start alike may share one cell. A target held already keeps its state.
+	// Hold must not change targets (it may be a zone's own Targets) nor keep it.
+	Hold(targets []healthcheck.Target) []*healthcheck.Status
 	// Release drops the targets with these keys; they stop being probed unless another
 	// instance holds them.
 	Release(keys []string)

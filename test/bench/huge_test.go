@@ -47,11 +47,18 @@ func hugePolicy(n int, check bool) []byte {
 	return []byte(b.String())
 }
 
-// idle is a Health that probes nothing: every target stays unknown (counted as up).
+// idle is a Health that probes nothing: every target stays unknown (counted as up), in one
+// status cell.
 type idle struct{}
 
-func (idle) Hold(ts []healthcheck.Target) []healthcheck.Observation {
-	return make([]healthcheck.Observation, len(ts))
+var unknown = healthcheck.NewStatus(healthcheck.Unknown)
+
+func (idle) Hold(ts []healthcheck.Target) []*healthcheck.Status {
+	out := make([]*healthcheck.Status, len(ts))
+	for i := range out {
+		out[i] = unknown
+	}
+	return out
 }
 func (idle) Release([]string) {}
 func (idle) Live(string) (healthcheck.Observation, bool) {
