@@ -34,7 +34,8 @@ func TestEngineConfig(t *testing.T) {
 	}
 }
 
-// Targets that share a config share it in the engine too.
+// Targets that share a config share it in the engine too; targets declared together start
+// with one observation (each in a cell of its own).
 func TestEngineSharesConfigs(t *testing.T) {
 	e := NewEngine(Options{})
 	defer e.Close()
@@ -43,7 +44,11 @@ func TestEngineSharesConfigs(t *testing.T) {
 	targets := []Target{NewTargetKeyed("a", &c, key, "127.0.0.1"), NewTargetKeyed("b", &c, key, "127.0.0.2")}
 	sub := e.Subscribe(nil)
 	defer sub.Close()
-	sub.Hold(targets)
+	st := sub.Hold(targets)
+	// (Unless a first probe came already: they start within 20ms.)
+	if o0, o1 := st[0].obs.Load(), st[1].obs.Load(); st[0] == st[1] || o0 != o1 && o0.State == Unknown && o1.State == Unknown {
+		t.Errorf("new targets have the cells %p and %p, observations %p and %p", st[0], st[1], o0, o1)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, tg := range targets {
