@@ -25,7 +25,9 @@
 #      (a)'s maximum, and the loss at 80% of it
 #   2b. LAT_ROUNDS interleaved rounds (a b c a b c ...) of DURATION s of open-loop dnsperf at
 #      half of (a)'s highest rate without loss, one fresh server each: the same offered load for
-#      all, and p50/p99/p99.9 as medians over the rounds (one latency run alone is mostly noise)
+#      all, and p50/p99/p99.9 as medians over the rounds (one latency run alone is mostly noise);
+#      with CAPTURE=1 also the server's part of each query's latency, from a tcpdump of lo
+#      (query packet to response packet: test/bench/serverlat), which dnsperf's CPU does not blur
 #   3. SCALING=1: 2 cores, GOMAXPROCS=2 and no taskset, without and with `multisocket`; dnsperf
 #      (-T 2) then shares the two cores with the server
 #   4. COMPILE=1: a policy file of 100,000 services loaded by the real binary: time to the first
@@ -33,7 +35,7 @@
 #
 # Knobs (environment): SCENARIOS ("a b c c0 g gf") ROUNDS (5) DURATION (8) WARMUP (1) OUTSTANDING (200)
 # IDLE (5: seconds of measuring each server's CPU with no query, in round 1; 0 = skip) SWEEP ("a b c")
-# SWEEP_STEP (4) SWEEP_ITER (6) LAT_ROUNDS (5) LAT_SCENARIOS ("a b c") SCALING (1) SCALING_ROUNDS (2) SCALING_SCENARIOS ("a b c")
+# SWEEP_STEP (4) SWEEP_ITER (6) LAT_ROUNDS (5) LAT_SCENARIOS ("a b c") CAPTURE (0) SCALING (1) SCALING_ROUNDS (2) SCALING_SCENARIOS ("a b c")
 # COMPILE (1) BIG_SERVICES (100000) PORT_BASE (15300) SERVER_CPU (0) CLIENT_CPU (1)
 # OUT (test/bench/out) GO (go).
 # With the defaults it takes about 12 minutes on 2 CPUs. Output: the summary table on stdout
@@ -50,6 +52,7 @@ SWEEP=${SWEEP-a b c}
 SWEEP_STEP=${SWEEP_STEP:-4}
 SWEEP_ITER=${SWEEP_ITER:-6}
 LAT_ROUNDS=${LAT_ROUNDS:-5}
+CAPTURE=${CAPTURE:-0}
 LAT_SCENARIOS=${LAT_SCENARIOS-a b c}
 SCALING=${SCALING:-1}
 SCALING_ROUNDS=${SCALING_ROUNDS:-2}
@@ -77,6 +80,10 @@ PORT_READY=$((PORT_BASE + 81)) PORT_BACKEND=$((PORT_BASE + 80))
 for tool in dnsperf taskset dig curl; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install dnsperf dnsutils curl util-linux)" >&2; exit 1; }
 done
+if [ "$CAPTURE" = 1 ] && ! command -v tcpdump >/dev/null; then
+	echo "bench: CAPTURE=1 needs tcpdump (apt-get install tcpdump)" >&2
+	exit 1
+fi
 if [ "$(nproc)" -lt 2 ]; then
 	echo "bench: needs 2 CPUs (server on one, dnsperf on the other); this machine has $(nproc)" >&2
 	exit 1
@@ -88,11 +95,11 @@ for p in $PORT_A $PORT_B $PORT_C $PORT_C0 $PORT_G $PORT_GF $PORT_BIG $PORT_READY
 	fi
 done
 
-SERVER_PID= BACKEND_PID=
+SERVER_PID= BACKEND_PID= CAP_PID=
 cleanup() {
 	local rc=$?
 	local pid
-	for pid in $SERVER_PID $BACKEND_PID; do
+	for pid in $SERVER_PID $BACKEND_PID $CAP_PID; do
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
@@ -109,6 +116,7 @@ log "building bin/steerdns and the check listener"
 mkdir -p bin
 $GO build -o bin/steerdns ./cmd/steerdns
 $GO build -o "$TMP/backend" ./test/bench/backend
+$GO build -o "$TMP/serverlat" ./test/bench/serverlat
 
 # ---- the scenarios -------------------------------------------------------------------------
 cat >"$TMP/a.db" <<EOF
@@ -384,8 +392,23 @@ if [ "$LAT_ROUNDS" -gt 0 ] && [ "${MAX_A:-0}" -gt 0 ]; then
 	for ((r = 1; r <= LAT_ROUNDS; r++)); do
 		for s in $LAT_SCENARIOS; do
 			start_server "$s" 1 0
+			cap=
+			if [ "$CAPTURE" = 1 ]; then
+				cap=$RAW/lat-$s-r$r.pcap
+				taskset -c "$CLIENT_CPU" tcpdump -i lo -n -B 32768 --time-stamp-precision=nano -w "$cap" "udp port $(port_of "$s")" 2>/dev/null &
+				CAP_PID=$!
+				sleep 1
+			fi
 			printf 'latr\t%s\t%s\t%s\t%s\n' "$s" "$r" "$rate" "$(latency "$s" "$rate" "r$r")" >>"$RESULTS"
 			log "latency round $r ($s) at $rate qps: $(tail -1 "$RESULTS" | cut -f5-)"
+			if [ -n "$cap" ]; then
+				sleep 0.5
+				kill "$CAP_PID" && wait "$CAP_PID" 2>/dev/null || true
+				srv=$("$TMP/serverlat" -port "$(port_of "$s")" "$cap")
+				printf 'lats\t%s\t%s\t%s\n' "$s" "$r" "$(echo "$srv" | sed 's/.* p99 \([0-9.]*\) .*/\1/')" >>"$RESULTS"
+				log "  the server's part (loopback capture): $srv"
+				rm -f "$cap"
+			fi
 			stop_server
 		done
 	done
@@ -499,6 +522,12 @@ verdict() { if awk "BEGIN {exit !($1)}" </dev/null 2>/dev/null; then echo met; e
 				"$(get latr "$s" | cut -f7 | medf)" "$(get latr "$s" | cut -f8 | medf)" "$(get latr "$s" | awk -F'\t' '{n += $9} END {print n}')" \
 				"$(get latr "$s" | cut -f6 | paste -sd' ')"
 		done
+		if grep -q '^lats' "$RESULTS"; then
+			echo "The server's part (CAPTURE=1: query packet to response packet on lo, test/bench/serverlat), p99 ms:"
+			for s in $LAT_SCENARIOS; do
+				printf '%-6s %8s  %s\n' "($s)" "$(get lats "$s" | cut -f4 | medf)" "$(get lats "$s" | cut -f4 | paste -sd' ')"
+			done
+		fi
 	fi
 	if [ "$SCALING" = 1 ]; then
 		echo
