@@ -269,6 +269,17 @@ func (s *Subscription) Hold(targets []Target) []*Status {
 	return out
 }
 
+// Status returns the status cell of the target with key that s holds, or nil when s does not
+// hold it.
+func (s *Subscription) Status(key string) *Status {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if ent := s.held[key]; ent != nil {
+		return ent.status
+	}
+	return nil
+}
+
 // Release drops the targets with keys from those s holds; those no other subscription holds
 // stop. Keys s does not hold are ignored.
 func (s *Subscription) Release(keys []string) {

@@ -313,8 +313,14 @@ func TestEngineHoldRelease(t *testing.T) {
 	if st2[1] != st[0] || st3[0] != st[0] || st2[0].State() != Unknown || e.Len() != 2 {
 		t.Fatalf("after Hold: kept %p %p (was %p), new %v, Len %d", st2[1], st3[0], st[0], st2[0].State(), e.Len())
 	}
+	if s1.Status(a.Key) != st[0] || s2.Status(a.Key) != st[0] || s2.Status(c.Key) != nil || s1.Status("not held") != nil {
+		t.Fatalf("Status: the cells of the targets a subscription holds, nil for others")
+	}
 	// Released by s1, a goes on for s2; c, held by s1 alone, stops.
 	s1.Release([]string{a.Key, c.Key, "not held"})
+	if s1.Status(a.Key) != nil || s2.Status(a.Key) != st[0] {
+		t.Fatalf("Status after s1 let a go")
+	}
 	if e.Len() != 1 {
 		t.Fatalf("Len %d after s1 let go, want 1 (a, for s2)", e.Len())
 	}
