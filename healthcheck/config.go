@@ -251,7 +251,7 @@ func (c Config) Key() string {
 	b = strconv.AppendInt(b, int64(c.Port), 10)
 	for _, s := range [...]string{c.Path, c.Host, c.Method} {
 		b = append(b, '|')
-		b = append(b, s...)
+		b = appendField(b, s)
 	}
 	b = append(b, '|')
 	if len(c.Headers) > 0 {
@@ -280,9 +280,9 @@ func (c Config) Key() string {
 	b = append(b, '|')
 	b = strconv.AppendBool(b, c.InsecureTLS)
 	b = append(b, '|')
-	b = append(b, c.Query...)
+	b = appendField(b, c.Query)
 	b = append(b, '|')
-	b = append(b, c.Service...)
+	b = appendField(b, c.Service)
 	b = append(b, '|')
 	b = strconv.AppendBool(b, c.TLS)
 	for _, d := range [...]time.Duration{c.Interval, c.Timeout, c.FastInterval} {
@@ -294,6 +294,17 @@ func (c Config) Key() string {
 	b = append(b, '|')
 	b = strconv.AppendInt(b, int64(c.Fall), 10)
 	return string(b)
+}
+
+// appendField appends a text field of a Key: as it is, or quoted (Go syntax) when it holds a
+// "|" or starts with a quote, so that two configs never have one Key ("/a|b" with no host, and
+// "/a" with host "b", read alike unquoted). Fields without either, all the usual ones, keep the
+// Key they always had: state files and the nodes of a cluster name targets by it.
+func appendField(b []byte, s string) []byte {
+	if strings.Contains(s, "|") || strings.HasPrefix(s, `"`) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
 }
 
 // Target is one (check, address) pair: what the engine probes and keeps a state for.

@@ -59,8 +59,16 @@ func TestEngineSharesConfigs(t *testing.T) {
 }
 
 // keyWithFmt is the Key of c as it was first written, with fmt: the reference the faster Key
-// must match, since keys name targets in state files and between the nodes of a cluster.
+// must match, since keys name targets in state files and between the nodes of a cluster. Text
+// fields that hold a "|" or start with a quote are quoted (they made Keys ambiguous).
 func keyWithFmt(c Config) string {
+	f := func(s string) string {
+		if strings.Contains(s, "|") || strings.HasPrefix(s, `"`) {
+			return fmt.Sprintf("%q", s)
+		}
+		return s
+	}
+	c.Path, c.Host, c.Method, c.Query, c.Service = f(c.Path), f(c.Host), f(c.Method), f(c.Query), f(c.Service)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%d|%s|%s|%s|", c.Type, c.Port, c.Path, c.Host, c.Method)
 	keys := make([]string, 0, len(c.Headers))
@@ -95,6 +103,21 @@ func TestKey(t *testing.T) {
 				t.Errorf("Key of %+v:\n %s\nwant\n %s", c, got, want)
 			}
 		}
+	}
+}
+
+// Configs that differ have different Keys, whatever their text fields hold; usual ones keep the
+// Key they always had.
+func TestKeyUnambiguous(t *testing.T) {
+	a := Config{Type: TypeHTTP, Path: "/a|b"}.Normalize()
+	b := Config{Type: TypeHTTP, Path: "/a", Host: "b|"}.Normalize()
+	c := Config{Type: TypeHTTP, Path: `"/a`}.Normalize()
+	d := Config{Type: TypeHTTP, Path: `/a`}.Normalize()
+	if a.Key() == b.Key() || c.Key() == d.Key() {
+		t.Errorf("two configs, one Key:\n %s\n %s\n %s\n %s", a.Key(), b.Key(), c.Key(), d.Key())
+	}
+	if got, want := d.Key(), "http|80|/a||GET||200-399|\"\"|false|||false|5s|2s|1s|2|2"; got != want {
+		t.Errorf("Key %s, want %s as before", got, want)
 	}
 }
 
