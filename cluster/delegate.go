@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -83,7 +84,7 @@ func (e *events) NotifyJoin(m *memberlist.Node) {
 	}
 	n.mu.Lock()
 	p := n.peer(m.Name)
-	p.member, p.state, p.left, p.addr = true, memberlist.StateAlive, time.Time{}, m.Address()
+	p.member, p.state, p.left, p.addr, p.node = true, memberlist.StateAlive, time.Time{}, m.Address(), copyNode(m)
 	p.synced = false // it may have restarted: its observations count again once its state came
 	n.pend.All, n.pend.Files = true, true
 	n.mu.Unlock()
@@ -98,7 +99,7 @@ func (e *events) NotifyLeave(m *memberlist.Node) {
 	}
 	n.mu.Lock()
 	p := n.peer(m.Name)
-	p.member, p.state, p.left, p.addr = true, m.State, time.Now(), m.Address()
+	p.member, p.state, p.left, p.addr, p.node = true, m.State, time.Now(), m.Address(), copyNode(m)
 	n.pend.All, n.pend.Files = true, true
 	n.mu.Unlock()
 	how := "is dead"
@@ -113,7 +114,15 @@ func (e *events) NotifyUpdate(m *memberlist.Node) {
 	n := (*Node)(e)
 	n.mu.Lock()
 	if p := n.peers[m.Name]; p != nil {
-		p.addr = m.Address()
+		p.addr, p.node = m.Address(), copyNode(m)
 	}
 	n.mu.Unlock()
+}
+
+// copyNode copies m, which memberlist lets its event delegate read under its lock.
+func copyNode(m *memberlist.Node) *memberlist.Node {
+	c := *m
+	c.Addr = slices.Clone(m.Addr)
+	c.Meta = slices.Clone(m.Meta)
+	return &c
 }

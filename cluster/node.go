@@ -88,6 +88,7 @@ type Node struct {
 	ml    *memberlist.Memberlist
 	tr    *transport
 	start time.Time
+	addr  string // the address peers reach it at, read once from memberlist
 
 	mu      sync.Mutex
 	seq     uint64
@@ -135,6 +136,11 @@ type peer struct {
 	later  map[uint64]*message
 	synced bool // it sent its whole state at least once
 	member bool // memberlist told of it
+	// node is a copy of its memberlist Node as the event delegate last saw it, nil before.
+	// memberlist rewrites its own Nodes (address, meta) under its lock at every alive
+	// message, so the Nodes that Members returns cannot be read, or sent to, from here
+	// without a data race.
+	node *memberlist.Node
 }
 
 // Start joins the cluster (in the background: seeds that do not answer are tried again with
@@ -201,6 +207,7 @@ func Start(cfg Config) (*Node, error) {
 		nt.Shutdown()
 		return nil, fmt.Errorf("cluster: %v", err)
 	}
+	n.addr = n.ml.LocalNode().Address()
 	n.wg.Add(3)
 	go n.sender()
 	go n.notifier()
@@ -209,7 +216,7 @@ func Start(cfg Config) (*Node, error) {
 }
 
 // Addr returns the address peers reach this node at.
-func (n *Node) Addr() string { return n.ml.LocalNode().Address() }
+func (n *Node) Addr() string { return n.addr }
 
 // Name returns this node's name.
 func (n *Node) Name() string { return n.cfg.Name }
@@ -373,12 +380,11 @@ func (n *Node) resend(name string, from uint64) bool {
 		}
 		out = append(out, b)
 	}
+	m := n.memberLocked(name)
 	n.mu.Unlock()
-	for _, m := range n.ml.Members() {
-		if m.Name == name {
-			for _, b := range out {
-				n.send(m, b, false)
-			}
+	if m != nil {
+		for _, b := range out {
+			n.send(m, b, false)
 		}
 	}
 	return true
@@ -386,12 +392,32 @@ func (n *Node) resend(name string, from uint64) bool {
 
 // sendAll sends b to every member but this node.
 func (n *Node) sendAll(b []byte, reliable bool) {
-	for _, m := range n.ml.Members() {
-		if m.Name == n.cfg.Name {
-			continue
-		}
+	n.mu.Lock()
+	live := n.liveLocked()
+	n.mu.Unlock()
+	for _, m := range live {
 		n.send(m, b, reliable)
 	}
+}
+
+// liveLocked returns the members other than this node that memberlist counts (joined, not dead
+// or left, as its event delegate told), as copies of their Nodes. n.mu is held.
+func (n *Node) liveLocked() []*memberlist.Node {
+	var out []*memberlist.Node
+	for _, p := range n.peers {
+		if p.member && p.left.IsZero() && p.node != nil {
+			out = append(out, p.node)
+		}
+	}
+	return out
+}
+
+// memberLocked returns the named member as liveLocked does, or nil. n.mu is held.
+func (n *Node) memberLocked(name string) *memberlist.Node {
+	if p := n.peers[name]; p != nil && p.member && p.left.IsZero() {
+		return p.node
+	}
+	return nil
 }
 
 func (n *Node) send(to *memberlist.Node, b []byte, reliable bool) {
@@ -577,12 +603,10 @@ func (n *Node) ask(name string) {
 	if p := n.peers[name]; p != nil && p.synced {
 		from = p.seq + 1 // the changes this node lacks
 	}
+	m := n.memberLocked(name)
 	n.mu.Unlock()
-	b := (&message{Type: msgSync, Origin: n.cfg.Name, Target: name, Seq: from}).encode()
-	for _, m := range n.ml.Members() {
-		if m.Name == name {
-			n.send(m, b, false)
-		}
+	if m != nil {
+		n.send(m, (&message{Type: msgSync, Origin: n.cfg.Name, Target: name, Seq: from}).encode(), false)
 	}
 }
 
@@ -596,11 +620,10 @@ func (n *Node) serve(name string) {
 	}
 	n.served[name] = now
 	b := n.ownState().encode()
+	m := n.memberLocked(name)
 	n.mu.Unlock()
-	for _, m := range n.ml.Members() {
-		if m.Name == name {
-			go n.send(m, b, true)
-		}
+	if m != nil {
+		go n.send(m, b, true)
 	}
 }
 
@@ -666,8 +689,9 @@ func (n *Node) joiner() {
 	wait, failed := time.Second, 0
 	for {
 		var want []string
-		alive := map[string]bool{}
-		for _, m := range n.ml.Members() {
+		alive := map[string]bool{n.addr: true}
+		n.mu.Lock()
+		for _, m := range n.liveLocked() {
 			alive[m.Address()] = true
 		}
 		for _, s := range n.cfg.Join {
@@ -675,7 +699,6 @@ func (n *Node) joiner() {
 				want = append(want, s)
 			}
 		}
-		n.mu.Lock()
 		for _, p := range n.peers {
 			if !p.left.IsZero() && p.state == memberlist.StateDead && p.addr != "" && !alive[p.addr] && !slices.Contains(want, p.addr) {
 				want = append(want, p.addr)

@@ -155,6 +155,16 @@ func TestPartitionedNodeServesItsOwn(t *testing.T) {
 	a.cut.set(c.Addr())
 	b.cut.set(c.Addr())
 	cutAt := time.Now()
+	// a sees c fall silent: suspect, then dead.
+	stateOf := func(n testNode, name string) string {
+		for _, m := range n.Members() {
+			if m.Name == name {
+				return m.State
+			}
+		}
+		return "gone"
+	}
+	eventually(t, 30*time.Second, "a calls c suspect or dead", func() bool { s := stateOf(a, "c"); return s == "suspect" || s == "dead" })
 	// a and b keep the cluster's view, without c's stale observation.
 	eventually(t, 30*time.Second, "a counts two observers", func() bool { return verdict(a.Node, key, Majority).Observers == 2 })
 	t.Logf("a stopped counting c's observation %v after the cut", time.Since(cutAt).Round(100*time.Millisecond))
@@ -176,6 +186,7 @@ func TestPartitionedNodeServesItsOwn(t *testing.T) {
 	healAt := time.Now()
 	eventually(t, 60*time.Second, "c rejoins", func() bool { l, _, _ := c.Local(); return !l && verdict(c.Node, key, Majority).Observers == 3 })
 	t.Logf("c serves the cluster's view with all three observations %v after the heal", time.Since(healAt).Round(100*time.Millisecond))
+	eventually(t, 30*time.Second, "a calls c alive again", func() bool { return stateOf(a, "c") == "alive" })
 	if !strings.Contains(c.logged(), "it serves the cluster's view") {
 		t.Errorf("c's log does not say it healed:\n%s", c.logged())
 	}

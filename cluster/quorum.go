@@ -124,11 +124,17 @@ type Member struct {
 	Targets    int       // how many targets it observes
 }
 
+// SuspectAfter is how long a member may stay silent (every node beats once a second) before
+// Members calls it suspect: memberlist still counts it, but its messages stopped coming.
+// memberlist's own suspicion is not readable from outside it.
+const SuspectAfter = 3 * time.Second
+
 // Members returns the members, this node first, then by name.
 func (n *Node) Members() []Member {
-	live := n.ml.Members()
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	live := n.liveLocked()
 	out := []Member{{Name: n.cfg.Name, Addr: n.Addr(), State: "alive", Self: true, Files: n.files, Targets: len(n.own)}}
 	seen := map[string]bool{n.cfg.Name: true}
 	for _, m := range live {
@@ -137,11 +143,11 @@ func (n *Node) Members() []Member {
 		}
 		seen[m.Name] = true
 		x := Member{Name: m.Name, Addr: m.Address(), State: "alive"}
-		if m.State == memberlist.StateSuspect {
-			x.State = "suspect"
-		}
 		if p := n.peers[m.Name]; p != nil {
 			x.Files, x.Heard, x.Targets = p.files, p.heard, len(p.obs)
+			if !p.heard.IsZero() && now.Sub(p.heard) > SuspectAfter {
+				x.State = "suspect"
+			}
 		}
 		out = append(out, x)
 	}
@@ -171,14 +177,9 @@ func (n *Node) Local() (local bool, alive, known int) {
 // it sees fewer than half of the members it knows (alive, suspect, or dead for less than
 // ForgetDead; a member that left is not counted).
 func (n *Node) checkMode() {
-	alive := 0
-	for _, m := range n.ml.Members() {
-		if m.State == memberlist.StateAlive {
-			alive++
-		}
-	}
 	now := time.Now()
 	n.mu.Lock()
+	alive := 1 + len(n.liveLocked()) // and this node
 	known := 1
 	for _, p := range n.peers {
 		if p.member && p.state != memberlist.StateLeft && (p.left.IsZero() || now.Sub(p.left) < ForgetDead) {
