@@ -220,28 +220,15 @@ func arm(ctx context.Context, conn net.Conn) (disarm func() bool) {
 // readable reports whether anything has come on the connection: data, an end or an error. It
 // does not wait: one non-blocking peek of one byte.
 func (c *probeConn) readable() bool {
-	sc, ok := c.raw.(syscall.Conn)
-	if !ok {
+	rc := c.rawConn()
+	if rc == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	came := true
+	if rc.Control(func(fd uintptr) { came = peek(fd) }) != nil {
 		return true
 	}
-	var b [1]byte
-	readable := true
-	if rc.Control(func(fd uintptr) {
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err != syscall.EINTR {
-				readable = err != syscall.EAGAIN
-				return
-			}
-		}
-	}) != nil {
-		return true
-	}
-	return readable
+	return came
 }
 
 // await waits until the probe connection has something to read, an end or an error, within its
@@ -252,17 +239,31 @@ func (c *probeConn) readable() bool {
 // non-blocking peek of one byte (the poller forgets what came before a wait, so a wait must
 // follow a try, as a read's does).
 func (c *probeConn) await() error {
-	sc, ok := c.raw.(syscall.Conn)
-	if !ok {
+	rc := c.rawConn()
+	if rc == nil {
 		return nil
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
+	return rc.Read(peek) // data, an end or an error: the read that follows tells which
+}
+
+// rawConn returns the TCP connection's syscall.RawConn, or nil.
+func (c *probeConn) rawConn() syscall.RawConn {
+	if sc, ok := c.raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return rc
+		}
 	}
-	return rc.Read(func(fd uintptr) bool {
-		var b [1]byte
+	return nil
+}
+
+// peek reports whether anything has come on the socket fd (data, an end or an error), without
+// waiting or taking it: one non-blocking peek of one byte.
+func peek(fd uintptr) bool {
+	var b [1]byte
+	for {
 		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN && err != syscall.EINTR // data, an end or an error: Read tells
-	})
+		if err != syscall.EINTR {
+			return err != syscall.EAGAIN
+		}
+	}
 }

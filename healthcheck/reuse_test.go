@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,20 +52,13 @@ func newKeepAliveBackend(t *testing.T, tlsToo bool, configure func(*http.Server)
 // engineOn starts an engine probing tg and returns the reasons of its probes' results and its
 // changes.
 func engineOn(t *testing.T, tg Target) (func() []string, chan Change) {
-	var mu sync.Mutex
-	var reasons []string
-	e := NewEngine(Options{OnResult: func(_ string, _ time.Duration, reason string) {
-		mu.Lock()
-		reasons = append(reasons, reason)
-		mu.Unlock()
-	}})
-	t.Cleanup(e.Close)
-	on, ch := changes()
-	e.Subscribe(on).Sync([]Target{tg})
+	results, ch := probed(t, tg)
 	return func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), reasons...)
+		var reasons []string
+		for _, r := range results() {
+			reasons = append(reasons, r.reason)
+		}
+		return reasons
 	}, ch
 }
 
