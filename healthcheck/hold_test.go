@@ -281,3 +281,27 @@ func TestHeldConnectionClosed(t *testing.T) {
 	sub.Sync(nil)
 	eventually(t, 5*time.Second, "every connection closed", func() bool { return s.closed.get() == s.conns.get() })
 }
+
+// A target released while its change is being delivered (its probe has ended, it is not
+// queued) closes its connection too.
+func TestReleasedDuringChangeClosed(t *testing.T) {
+	s := newStallServer(t)
+	s.hanging.Store(true)
+	e := NewEngine(Options{})
+	t.Cleanup(e.Close)
+	var sub atomic.Pointer[Subscription]
+	released := make(chan struct{})
+	sub.Store(e.Subscribe(func(c Change) {
+		if c.To == Down {
+			sub.Load().Sync(nil) // from the delivery itself: the probe's entry is neither queued nor probing
+			close(released)
+		}
+	}))
+	sub.Load().Sync([]Target{quick(TypeHTTP, s.port, func(c *Config) { c.Fall = 1 })})
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change to down within 5s")
+	}
+	eventually(t, 5*time.Second, "every connection closed", func() bool { return s.conns.get() > 0 && s.closed.get() == s.conns.get() })
+}

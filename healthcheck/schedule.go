@@ -213,7 +213,9 @@ func (e *Engine) probe(ent *entry) *entry {
 	}
 	e.mu.Lock()
 
-	if !ent.gone {
+	if ent.gone { // released while its change was delivered: nobody else closes its connection
+		ent.keep.close()
+	} else {
 		e.push(ent)
 	}
 	return e.next(time.Now())
