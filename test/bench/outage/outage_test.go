@@ -45,7 +45,7 @@ import (
 // each with its own path, spread over 32 listeners per kind of backend.
 //
 // For each mix it reports, over the measured window that starts once every target has had its
-// first probe (and a second more): probes per target per interval (min and median) for the
+// first probe: probes per target per interval (min and median) for the
 // answering targets and for all, the longest gap between two probes of an answering target, the
 // time of the first round (Sync to Ready), the prober's CPU (of one core; the sampling thread's
 // own CPU taken out), peak RSS (VmHWM), goroutines (max) and file descriptors (max).
@@ -464,7 +464,6 @@ func TestOutageProbe(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	firstRound := time.Since(start)
-	time.Sleep(time.Second)
 
 	// The window: count each target's probes (a new Checked time) by sampling every 500ms;
 	// every probe of a target is at least fast_interval (1s) after the last. Intervals are
@@ -622,7 +621,15 @@ func probeFloor(t *testing.T, n, seconds int, addrs []string) {
 		}
 	}()
 	defer close(stop)
-	time.Sleep(3 * time.Second) // to the steady state: 2s of probes in flight
+	// To the steady state: the first probes have timed out (2s), so that a full 2s of probes is
+	// in flight from now on.
+	warm := time.Now()
+	for probes.Load() < int64(rate) {
+		if time.Since(warm) > 30*time.Second {
+			t.Fatalf("the floor's dialer finished %d probes in 30s, want %d", probes.Load(), rate)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	self0, thr0, t0 := rusage(syscall.RUSAGE_SELF), rusage(1), time.Now()
 	p0 := probes.Load()
 	maxG, maxFD := 0, 0
