@@ -23,10 +23,11 @@ build:
 run: deps build
 	cd $$(mktemp -d) && exec $(CURDIR)/$(BIN)/steerdns
 
-# go vet, then every test with the race detector.
+# go vet, then every test with the race detector, then the allocation counts, which need it off.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -count=1 -run 'Allocations' ./...
 
 # Each fuzz target for FUZZTIME (default 30s); a target not written yet is skipped with a note.
 fuzz:

@@ -53,6 +53,8 @@ type Engine struct {
 	targets  map[string]*entry // by Target.Key
 	queue    queue             // targets waiting for their turn; a target being probed is not in it
 	inFlight int
+	slots    []*slot // every probe slot made, for Close
+	spare    []*slot // the slots no probe holds
 	closed   bool
 	stats    Stats
 
@@ -148,6 +150,7 @@ func (e *Engine) Close() {
 	}
 	e.mu.Unlock()
 	e.cancel()
+	e.cutProbes()
 	e.wg.Wait()
 }
 

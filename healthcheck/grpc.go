@@ -119,7 +119,8 @@ func connectGRPC(ctx context.Context, c Config, addr string, src *source) (*prob
 // frames, SETTINGS and the like, may have); or it was reused and the server had closed it before
 // any frame of the answer, so the call can be retried on a new connection (stale).
 func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeConn, reused bool) (f fate, stale bool, asked time.Time, err error) {
-	disarm := arm(ctx, pc.conn)
+	d, _ := ctx.Deadline()
+	disarm := arm(ctx, d, pc.conn)
 	defer func() {
 		if !disarm() && f == reuse {
 			f = discard // ctx ended: the deadline hook may still be running
@@ -148,7 +149,7 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 		return discard, reused && ctx.Err() == nil && isClosed(err), asked, err
 	}
 	if err := pc.await(); err != nil {
-		return hung(ctx, 0, err), false, asked, err
+		return hung(ctx.Err(), 0, err), false, asked, err
 	}
 	buf = buffers.Get().(*buffer)
 	defer buf.free()
@@ -174,7 +175,7 @@ func grpcCall(ctx context.Context, c Config, addr string, k *keeper, pc *probeCo
 				return discard, true, asked, err
 			}
 			if !answered {
-				return hung(ctx, 0, err), false, asked, h2Error(err)
+				return hung(ctx.Err(), 0, err), false, asked, h2Error(err)
 			}
 			return discard, false, asked, h2Error(err)
 		}

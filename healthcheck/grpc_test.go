@@ -292,15 +292,16 @@ func BenchmarkProbeGRPC(b *testing.B) {
 	for _, reuse := range []bool{false, true} {
 		b.Run(map[bool]string{false: "new", true: "reused"}[reuse], func(b *testing.B) {
 			var k *keeper
+			var s *slot // as the Engine runs it, with a keeper
 			if reuse {
-				k = new(keeper)
+				k, s = new(keeper), new(slot)
 				defer k.close()
 			}
 			var ru0, ru1 syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 			b.ReportAllocs()
 			for b.Loop() {
-				if r := probeWith(context.Background(), tg, k, nil, false); !r.OK {
+				if r := probeWith(context.Background(), tg, k, s, nil, false); !r.OK {
 					b.Fatal(r.Err)
 				}
 			}

@@ -37,22 +37,25 @@ var errTooLarge = errors.New("response headers larger than 64 KiB")
 // stays open for the next probe if this one passed; without one, on a new connection closed at
 // the end.
 //
-// The probe writes the request with net/http's Request.Write and reads the answer with
-// http.ReadResponse; no http.Transport is involved. So:
-//   - the probe owns its connection, so the context's deadline bounds every step, and nothing
+// The probe writes its request and reads the answer itself (http1.go); no http.Transport is
+// involved. So:
+//   - the probe owns its connection, so the probe's deadline bounds every step, and nothing
 //     outlives it: http.Transport keeps dialling after the request's context ends (Go 1.22+),
 //     which would let a silent TLS server hold handshakes past the timeout and past MaxInFlight;
 //   - an idle connection is never shared: a target has at most one, and one probe in flight;
 //   - the step that failed (dial, TLS, read) gives the reason without guessing from a message.
 //
 // Redirects are not followed: a 3xx is judged by ExpectStatus like any other status.
-func probeHTTP(ctx context.Context, c Config, addr string, k *keeper, src *source) error {
-	req, wire, err := k.request(c, addr)
+func probeHTTP(lim *limit, c *Config, addr string, k *keeper, src *source) error {
+	buf := buffers.Get().(*buffer)
+	wire, err := appendRequest(buf.wire[:0], c, addr, k == nil)
+	buf.wire = wire
+	defer func() { buf.wire = wire[:0]; buf.free() }()
 	if err != nil {
 		return err
 	}
 	if pc := k.take(time.Now(), src); pc != nil {
-		f, stale, asked, err := roundTrip(ctx, c, pc, true, req, wire)
+		f, stale, asked, err := roundTrip(lim, c, pc, true, wire, buf)
 		if !stale {
 			k.done(pc, f, asked)
 			return err
@@ -61,17 +64,19 @@ func probeHTTP(ctx context.Context, c Config, addr string, k *keeper, src *sourc
 		// request reached it: try a new connection, as net/http's Transport does.
 		pc.close()
 	}
+	ctx, cancel := lim.context()
 	pc, err := connect(ctx, c, addr, src)
+	cancel()
 	if err != nil {
 		return err
 	}
-	f, _, asked, err := roundTrip(ctx, c, pc, false, req, wire)
+	f, _, asked, err := roundTrip(lim, c, pc, false, wire, buf)
 	k.done(pc, f, asked)
 	return err
 }
 
 // connect opens a probe connection to the target from src: TCP, and TLS for https.
-func connect(ctx context.Context, c Config, addr string, src *source) (*probeConn, error) {
+func connect(ctx context.Context, c *Config, addr string, src *source) (*probeConn, error) {
 	raw, err := dial(ctx, src, addr, c.Port)
 	if err != nil {
 		return nil, err
@@ -93,57 +98,59 @@ func connect(ctx context.Context, c Config, addr string, src *source) (*probeCon
 	return pc, nil
 }
 
-// roundTrip sends req, encoded in wire, on pc at asked and judges the response. f says what
-// becomes of pc: reuse, it can carry the next request (the probe passed and the response was read
-// to its end); hold, the request went out whole and no byte of an answer came before ctx's
-// deadline (see hungLooks); discard otherwise. stale says that pc was reused (an earlier probe's
-// connection) and the server had closed it before any byte of a response came: the probe proves
-// nothing yet and can be retried on a new connection.
-func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *http.Request, wire []byte) (f fate, stale bool, asked time.Time, err error) {
-	disarm := arm(ctx, pc.conn)
+// roundTrip sends the request wire on pc at asked and judges the response, read with buf. f
+// says what becomes of pc: reuse, it can carry the next request (the probe passed and the
+// response was read to its end); hold, the request went out whole and no byte of an answer came
+// before lim's deadline (see hungLooks); discard otherwise. stale says that pc was reused (an
+// earlier probe's connection) and the server had closed it before any byte of a response came:
+// the probe proves nothing yet and can be retried on a new connection.
+func roundTrip(lim *limit, c *Config, pc *probeConn, reused bool, wire []byte, buf *buffer) (f fate, stale bool, asked time.Time, err error) {
+	lim.watch(pc)
 	defer func() {
-		if !disarm() && f == reuse {
-			f = discard // ctx ended: the deadline hook may still be running
+		if !lim.unwatch() && f == reuse {
+			f = discard // the context ended: the connection's deadline is cut
 		}
 	}()
 	asked = time.Now()
 	if _, err := pc.conn.Write(wire); err != nil {
-		return discard, reused && ctx.Err() == nil && isClosed(err), asked, err
+		return discard, reused && lim.err() == nil && isClosed(err), asked, err
 	}
 	if err := pc.await(); err != nil {
-		return hung(ctx, 0, err), false, asked, err
+		return hung(lim.err(), 0, err), false, asked, err
 	}
-	buf := buffers.Get().(*buffer)
-	defer buf.free()
 
-	cr := &capReader{r: pc.conn, n: maxHeader}
+	cr := &buf.cap
+	*cr = capReader{r: pc.conn, n: maxHeader}
 	br := buf.r
 	br.Reset(cr)
-	defer br.Reset(nil)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil && reused && cr.read == 0 && ctx.Err() == nil && isClosed(err) {
+	defer func() { br.Reset(nil); *cr = capReader{} }()
+	h, err := readHead(br, c.Method == http.MethodHead)
+	if err != nil && reused && cr.read == 0 && lim.err() == nil && isClosed(err) {
 		return discard, true, asked, err
 	}
 	if err != nil {
-		return hung(ctx, cr.read, err), false, asked, err
+		return hung(lim.err(), cr.read, err), false, asked, err
 	}
 	// Skip interim responses (100 Continue, 103 Early Hints), as http.Transport does.
-	for i := 0; err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; i++ {
+	for i := 0; err == nil && h.code < 200 && h.code != http.StatusSwitchingProtocols; i++ {
 		if i == 5 {
 			return discard, false, asked, fmt.Errorf("more than 5 interim (1xx) responses")
 		}
-		resp, err = http.ReadResponse(br, req)
+		h, err = readHead(br, c.Method == http.MethodHead)
 	}
 	if err != nil {
 		return discard, false, asked, err
 	}
 
-	if !statusOK(c.ExpectStatus, resp.StatusCode) {
-		return discard, false, asked, &verdict{ReasonStatus, fmt.Errorf("status %d, want %s", resp.StatusCode, statusText(c.ExpectStatus))}
+	if !statusOK(c.ExpectStatus, h.code) {
+		return discard, false, asked, &verdict{ReasonStatus, fmt.Errorf("status %d, want %s", h.code, statusText(c.ExpectStatus))}
 	}
 	cr.n = math.MaxInt // the body is bounded below, by maxBody
+	b := &buf.resp
+	b.reset(br, h)
+	defer func() { *b = body{} }()
 	if c.ExpectBody != "" {
-		found, err := buf.bodyContains(resp.Body, c.ExpectBody)
+		found, err := buf.bodyContains(b, c.ExpectBody)
 		if err != nil {
 			return discard, false, asked, err
 		}
@@ -151,27 +158,26 @@ func roundTrip(ctx context.Context, c Config, pc *probeConn, reused bool, req *h
 			return discard, false, asked, &verdict{ReasonBody, fmt.Errorf("body does not contain %q in its first 64 KiB", c.ExpectBody)}
 		}
 	}
-	if req.Close || resp.Close {
-		return discard, false, asked, nil // resp.Body is not read to its end: the connection is closed
+	if h.close {
+		return discard, false, asked, nil // the body is not read to its end: the connection is closed
 	}
 	// Read the rest of the body, within maxBody, so that the connection is ready for the next
 	// request; a longer body, or bytes after it, and the connection is closed instead.
-	_, err = io.CopyN(io.Discard, resp.Body, maxBody)
-	if err == io.EOF && br.Buffered() == 0 {
+	if buf.skip(b, maxBody) && br.Buffered() == 0 {
 		return reuse, false, asked, nil
 	}
 	return discard, false, asked, nil
 }
 
 // hung returns hold when the probe timed out waiting for its answer, err being the read's error,
-// and no byte of the answer was read; discard otherwise, and when ctx was canceled (the engine
-// closes, the target was dropped). The connection's deadline is ctx's, so the read may report
-// it a little before ctx does.
-func hung(ctx context.Context, read int, err error) fate {
-	if read > 0 || errors.Is(ctx.Err(), context.Canceled) {
+// and no byte of the answer was read; discard otherwise, and when the probe's context was
+// canceled (the engine closes), ended being its error. The connection's deadline is the
+// probe's, so the read may report it a little before the context does.
+func hung(ended error, read int, err error) fate {
+	if read > 0 || errors.Is(ended, context.Canceled) {
 		return discard
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(ended, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return hold
 	}
 	return discard
@@ -190,6 +196,9 @@ type buffer struct {
 	r    *bufio.Reader // the response
 	body []byte        // the start of the body, for ExpectBody
 	out  bytes.Buffer  // the frames a gRPC probe writes
+	wire []byte        // the request an HTTP probe writes
+	cap  capReader     // the connection, under r
+	resp body          // the body's framing, over r
 }
 
 var buffers = sync.Pool{New: func() any { return &buffer{r: bufio.NewReader(nil), body: make([]byte, 0, 4<<10)} }}
@@ -199,33 +208,13 @@ func (b *buffer) free() {
 	if cap(b.body) > 16<<10 {
 		b.body = make([]byte, 0, 4<<10)
 	}
+	if cap(b.wire) > 16<<10 {
+		b.wire = nil
+	}
 	if b.out.Cap() > 16<<10 {
 		b.out = bytes.Buffer{}
 	}
 	buffers.Put(b)
-}
-
-// request returns the request of check c for the target at addr, and its encoding. With a
-// keeper, both are made once and kept there: they are the same for every probe of the target.
-func (k *keeper) request(c Config, addr string) (*http.Request, []byte, error) {
-	if k != nil && k.req != nil {
-		return k.req, k.wire, nil
-	}
-	req, err := newRequest(c, addr, k == nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	var w bytes.Buffer
-	if err := req.Write(&w); err != nil { // into memory, so that it takes one write
-		return nil, nil, err
-	}
-	if k != nil {
-		// Reading the response needs only the method and Close: keep no more (at 30,000
-		// targets the whole request, URL and header map would be 30 MB).
-		req = &http.Request{Method: req.Method, Close: req.Close}
-		k.req, k.wire = req, w.Bytes()
-	}
-	return req, w.Bytes(), nil
 }
 
 // newRequest builds the request of check c for the target at addr; with closeConn it asks the
@@ -312,6 +301,27 @@ func (b *buffer) bodyContains(r io.Reader, want string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// skip reads r to its end, at most n bytes, and reports whether it found the end; b.body's
+// memory is the scratch space.
+func (b *buffer) skip(r io.Reader, n int) bool {
+	if cap(b.body) == 0 {
+		b.body = make([]byte, 0, 4<<10)
+	}
+	scratch := b.body[:cap(b.body)]
+	for n > 0 {
+		m, err := r.Read(scratch[:min(len(scratch), n)])
+		n -= m
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	_, err := r.Read(scratch[:1]) // the end may come with no byte
+	return err == io.EOF
 }
 
 // capReader fails once n bytes have been read from r; it keeps a server that sends headers

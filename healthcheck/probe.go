@@ -42,14 +42,14 @@ const (
 // state. It returns within t.Config.Timeout, or sooner when ctx ends. Call it to check a target
 // once; the Engine probes on schedule, reusing HTTP and gRPC connections (see MaxConnAge).
 // The kernel chooses the source address; ProbeFrom sets it.
-func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil, nil, false) }
+func Probe(ctx context.Context, t Target) Result { return probeWith(ctx, t, nil, nil, nil, false) }
 
 // probeWith is Probe from src (nil: the kernel's choice); an HTTP, HTTPS or gRPC probe takes its
 // connection from k and leaves it there for the next probe when it can (k nil: a new connection,
 // closed at the end). A connection kept from another source is not reused. With look (the
 // target is down, and its last probe failed), a probe whose target hangs on its held connection
-// fails at once (see hungLooks).
-func probeWith(ctx context.Context, t Target, k *keeper, src *source, look bool) Result {
+// fails at once (see hungLooks). s is the Engine's probe slot that runs it, nil for Probe.
+func probeWith(ctx context.Context, t Target, k *keeper, s *slot, src *source, look bool) Result {
 	c := t.Config.Normalize()
 	start := time.Now()
 	if look && k != nil {
@@ -57,21 +57,17 @@ func probeWith(ctx context.Context, t Target, k *keeper, src *source, look bool)
 			return Result{Reason: ReasonTimeout, Err: noAnswer(waited), Duration: time.Since(start)}
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
+	lim := limit{ctx: ctx, deadline: start.Add(c.Timeout), slot: s}
+	if d, ok := ctx.Deadline(); ok && d.Before(lim.deadline) {
+		lim.deadline = d
+	}
 
 	var err error
 	switch c.Type {
 	case TypeHTTP, TypeHTTPS:
-		err = probeHTTP(ctx, c, t.Address, k, src)
-	case TypeTCP:
-		err = probeTCP(ctx, c, t.Address, src)
-	case TypeDNS:
-		err = probeDNS(ctx, c, t.Address, src)
-	case TypeGRPC:
-		err = probeGRPC(ctx, c, t.Address, k, src)
+		err = probeHTTP(&lim, &c, t.Address, k, src)
 	default:
-		err = fmt.Errorf("check type %q: %w", c.Type, ErrType)
+		err = probeOther(&lim, c, t.Address, k, src)
 	}
 	r := Result{Duration: time.Since(start)}
 	if err == nil {
@@ -82,10 +78,83 @@ func probeWith(ctx context.Context, t Target, k *keeper, src *source, look bool)
 	// Out of time, whatever the last error says (a conn closed under a read, for one): unless
 	// the probe got as far as a verdict on the answer, it is a timeout.
 	var v *verdict
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.As(err, &v) {
+	if errors.Is(lim.err(), context.DeadlineExceeded) && !errors.As(err, &v) {
 		r.Reason = ReasonTimeout
 	}
 	return r
+}
+
+// probeOther runs a probe of another type than HTTP under a context bounded by lim.
+func probeOther(lim *limit, c Config, addr string, k *keeper, src *source) error {
+	ctx, cancel := lim.context()
+	defer cancel()
+	switch c.Type {
+	case TypeTCP:
+		return probeTCP(ctx, c, addr, src)
+	case TypeDNS:
+		return probeDNS(ctx, c, addr, src)
+	case TypeGRPC:
+		return probeGRPC(ctx, c, addr, k, src)
+	}
+	return fmt.Errorf("check type %q: %w", c.Type, ErrType)
+}
+
+// limit bounds one probe: its context ends it early (the Engine closes, or Probe's caller
+// gives up), its deadline is the check's timeout.
+//
+// An HTTP probe on a kept connection needs no context of its own: the deadline is the
+// connection's, and the Engine's Close cuts the connections of the probes in flight through
+// their slots. A context and a timer per probe, and the hook that watches it, were 10 of the
+// 18 allocations of such a probe. A probe that dials, or of another type, makes the context
+// (context), since dialling and TLS handshakes take one.
+type limit struct {
+	ctx      context.Context
+	deadline time.Time
+	slot     *slot       // the Engine's slot that runs the probe; nil: Probe's caller, and stop
+	stop     func() bool // with no slot, the hook of ctx that cuts the connection (arm)
+}
+
+// err is the context's error, or context.DeadlineExceeded once the deadline has passed.
+func (l *limit) err() error {
+	if err := l.ctx.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(l.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// context returns a context that ends at the deadline, or when l's context ends.
+func (l *limit) context() (context.Context, context.CancelFunc) {
+	return context.WithDeadline(l.ctx, l.deadline)
+}
+
+// cut is the deadline that ends a connection's reads and writes at once.
+var cut = time.Unix(1, 0)
+
+// watch bounds every read and write of pc by l: its deadline, and the end of its context. With
+// a slot, the Engine's Close cuts pc through it; without, a hook of the context does (arm).
+func (l *limit) watch(pc *probeConn) {
+	if l.slot == nil {
+		l.stop = arm(l.ctx, l.deadline, pc.conn)
+		return
+	}
+	pc.conn.SetDeadline(l.deadline)
+	l.slot.busy.Store(pc)
+	if l.ctx.Err() != nil { // Close may have looked at the slot before pc was in it
+		pc.conn.SetDeadline(cut)
+	}
+}
+
+// unwatch ends watch. It returns false when the context has ended meanwhile: pc's deadline may
+// be cut (or about to be), so it must not be reused.
+func (l *limit) unwatch() bool {
+	if l.slot == nil {
+		return l.stop()
+	}
+	l.slot.busy.Store(nil)
+	return l.ctx.Err() == nil
 }
 
 // noAnswer is the error of a probe that found its target's held connection still without an

@@ -3,7 +3,6 @@ package healthcheck
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -90,11 +89,12 @@ const hungLooks = 2
 
 // probeConn is one probe connection, kept between the probes of one target.
 type probeConn struct {
-	raw  net.Conn  // the TCP connection
-	conn net.Conn  // raw, or the TLS client over it
-	born time.Time // when it was dialled
-	src  *source   // the source it was dialled from
-	h2   *h2Conn   // for gRPC: the HTTP/2 connection's state
+	raw  net.Conn        // the TCP connection
+	conn net.Conn        // raw, or the TLS client over it
+	born time.Time       // when it was dialled
+	src  *source         // the source it was dialled from
+	h2   *h2Conn         // for gRPC: the HTTP/2 connection's state
+	rc   syscall.RawConn // raw's, made once (rawConn)
 	// asked, when not zero, is when the request that is still unanswered on the connection was
 	// sent: a held connection (see hungLooks), which never carries another request. looks
 	// counts the probes that found it so.
@@ -105,14 +105,15 @@ type probeConn struct {
 // close closes the connection (a reset: dial sets SO_LINGER 0).
 func (c *probeConn) close() { c.raw.Close() }
 
-// keeper holds a target's idle connection between two of its probes, and its request. The
+// keeper holds a target's idle connection between two of its probes, and a gRPC target's call. The
 // Engine gives each target one; only the goroutine that probes the target uses it, and the Engine
 // closes it, under its lock, when the target stops while not being probed.
 type keeper struct {
 	idle *probeConn
-	req  *http.Request // the target's HTTP request, made at its first probe
-	wire []byte        // req, encoded; for gRPC, the call's header block
-	msg  []byte        // for gRPC, the call's DATA
+	// For gRPC, the call's header block and DATA, made at its first probe. (An HTTP probe
+	// writes its request in a pooled buffer: no 300 bytes kept per target.)
+	wire []byte
+	msg  []byte
 	room *atomic.Int64 // a connection is kept while the probes hold fewer file descriptors; nil: keepFDs()
 }
 
@@ -208,13 +209,12 @@ var keptConns atomic.Int64
 // engine's.
 var keepFDs = sync.OnceValue(func() int64 { return probeFDs(fdLimit()) })
 
-// arm bounds every read and write of conn by ctx: its deadline, and its end. The returned func
-// undoes the second; it returns false when ctx has already ended (conn's deadline is then in the
-// past, and a hook may still be setting it: do not reuse conn).
-func arm(ctx context.Context, conn net.Conn) (disarm func() bool) {
-	d, _ := ctx.Deadline() // the zero time, no deadline, without one
-	conn.SetDeadline(d)
-	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+// arm bounds every read and write of conn by deadline (the zero time: none) and the end of ctx.
+// The returned func undoes the second; it returns false when ctx has already ended (conn's
+// deadline is then in the past, and a hook may still be setting it: do not reuse conn).
+func arm(ctx context.Context, deadline time.Time, conn net.Conn) (disarm func() bool) {
+	conn.SetDeadline(deadline)
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(cut) })
 }
 
 // readable reports whether anything has come on the connection: data, an end or an error. It
@@ -248,12 +248,12 @@ func (c *probeConn) await() error {
 
 // rawConn returns the TCP connection's syscall.RawConn, or nil.
 func (c *probeConn) rawConn() syscall.RawConn {
-	if sc, ok := c.raw.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			return rc
+	if c.rc == nil {
+		if sc, ok := c.raw.(syscall.Conn); ok {
+			c.rc, _ = sc.SyscallConn()
 		}
 	}
-	return nil
+	return c.rc
 }
 
 // peek reports whether anything has come on the socket fd (data, an end or an error), without

@@ -222,15 +222,16 @@ func BenchmarkProbeHTTP(b *testing.B) {
 		name := map[bool]string{false: "new", true: "reused"}[reuse]
 		b.Run(name, func(b *testing.B) {
 			var k *keeper
+			var s *slot // as the Engine runs it, with a keeper
 			if reuse {
-				k = new(keeper)
+				k, s = new(keeper), new(slot)
 				defer k.close()
 			}
 			var ru0, ru1 syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 			b.ReportAllocs()
 			for b.Loop() {
-				if r := probeWith(context.Background(), tg, k, nil, false); !r.OK {
+				if r := probeWith(context.Background(), tg, k, s, nil, false); !r.OK {
 					b.Fatal(r.Err)
 				}
 			}

@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"container/heap"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,7 +36,7 @@ func (e *Engine) run() {
 			}
 			e.inFlight++
 			e.wg.Add(1)
-			go e.work(ent)
+			go e.work(ent, e.takeSlot())
 		}
 		if !fdsHeld && e.inFlight >= e.max && e.maxLimit != "" && e.isDue(now) {
 			e.markHeld(e.maxLimit, now)
@@ -127,23 +128,52 @@ func (e *Engine) push(ent *entry) {
 
 // work holds one probe slot: it probes ent, then any target already due, and gives the slot back
 // when none is. Under load, probes run back to back in few goroutines.
-func (e *Engine) work(ent *entry) {
+func (e *Engine) work(ent *entry, s *slot) {
 	defer e.wg.Done()
 	for ent != nil {
-		ent = e.probe(ent)
+		ent = e.probe(ent, s)
+	}
+}
+
+// slot is a probe slot's place for the connection its probe uses, where Close finds it to cut
+// it (see limit). A slot is reused by the goroutines that take one after it is given back, so
+// there are as many as probes ever ran at once.
+type slot struct{ busy atomic.Pointer[probeConn] }
+
+// takeSlot returns a free slot. e.mu is held.
+func (e *Engine) takeSlot() *slot {
+	if n := len(e.spare); n > 0 {
+		s := e.spare[n-1]
+		e.spare = e.spare[:n-1]
+		return s
+	}
+	s := new(slot)
+	e.slots = append(e.slots, s)
+	return s
+}
+
+// cutProbes cuts the connections of the probes in flight: their reads and writes end at once.
+// e.ctx has ended, so that a probe that starts using a connection after this sees it.
+func (e *Engine) cutProbes() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.slots {
+		if pc := s.busy.Load(); pc != nil {
+			pc.conn.SetDeadline(cut)
+		}
 	}
 }
 
 // probe runs one probe of ent, moves its state and queues its next probe. It returns the next
 // target to probe in the same slot, or nil once it gave the slot back.
-func (e *Engine) probe(ent *entry) *entry {
+func (e *Engine) probe(ent *entry, s *slot) *entry {
 	t := ent.target
 	start := time.Now()
 	// A target that is down and whose last probe failed may be judged on its held connection
 	// (see hungLooks); any other probe is on a connection that can answer it. The probe owns
 	// ent's hysteresis until it queues ent again.
 	look := ent.status.State() == Down && ent.hys.oks == 0
-	res := probeWith(e.shards[ent.shard], t, &ent.keep, e.src.Load(), look)
+	res := probeWith(e.shards[ent.shard], t, &ent.keep, s, e.src.Load(), look)
 	probing.Add(-1)
 	if e.ctx.Err() != nil {
 		ent.keep.close()
@@ -158,7 +188,7 @@ func (e *Engine) probe(ent *entry) *entry {
 	defer e.mu.Unlock()
 	if ent.gone {
 		ent.keep.close()
-		return e.next(now)
+		return e.next(now, s)
 	}
 	obs := ent.status.Observation()
 	from := obs.State
@@ -193,7 +223,7 @@ func (e *Engine) probe(ent *entry) *entry {
 	}
 	if to == from {
 		e.push(ent)
-		return e.next(now)
+		return e.next(now, s)
 	}
 	holders := slices.Clone(ent.holders)
 
@@ -208,8 +238,8 @@ func (e *Engine) probe(ent *entry) *entry {
 		}
 	}
 	// Deliver before queueing the next probe, so that changes of one target arrive in order.
-	for _, s := range holders {
-		s.notify(c)
+	for _, h := range holders {
+		h.notify(c)
 	}
 	e.mu.Lock()
 
@@ -218,12 +248,12 @@ func (e *Engine) probe(ent *entry) *entry {
 	} else {
 		e.push(ent)
 	}
-	return e.next(time.Now())
+	return e.next(time.Now(), s)
 }
 
 // next returns a target that is due at now, keeping the probe slot for it, or gives the slot
 // back and returns nil. e.mu is held.
-func (e *Engine) next(now time.Time) *entry {
+func (e *Engine) next(now time.Time, s *slot) *entry {
 	fdsHeld := false
 	if !e.closed && e.inFlight <= e.max {
 		var ent *entry
@@ -238,6 +268,7 @@ func (e *Engine) next(now time.Time) *entry {
 		e.nudge() // the scheduler stopped starting probes at the bound, or tells of the limit
 	}
 	e.inFlight--
+	e.spare = append(e.spare, s)
 	return nil
 }
 

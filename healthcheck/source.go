@@ -159,5 +159,5 @@ func (e *Engine) Source() netip.Addr { return e.src.Load().addr() }
 // It does not check ip first (CheckSource does): when ip cannot be bound, the probe fails with
 // the bind's error.
 func ProbeFrom(ctx context.Context, t Target, ip netip.Addr) Result {
-	return probeWith(ctx, t, nil, newSource(ip), false)
+	return probeWith(ctx, t, nil, nil, newSource(ip), false)
 }
