@@ -379,8 +379,8 @@ var (
 // Every header field is a literal that is not added to the table of header fields, so that the
 // block is the same on every connection and every call.
 func (k *keeper) grpcCall(c Config, addr string) (block, msg []byte) {
-	if k != nil && k.wire != nil {
-		return k.wire, k.msg
+	if k != nil && k.call != nil {
+		return k.call.block, k.call.msg
 	}
 	scheme := "http"
 	if c.TLS {
@@ -406,10 +406,13 @@ func (k *keeper) grpcCall(c Config, addr string) (block, msg []byte) {
 	}
 	msg = append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(req))), req...)
 	if k != nil {
-		k.wire, k.msg = block, msg
+		k.call = &grpcRequest{block, msg}
 	}
 	return block, msg
 }
+
+// grpcRequest is a target's Health/Check call, encoded: the header block and the DATA.
+type grpcRequest struct{ block, msg []byte }
 
 // hpackString appends s as an HPACK string literal, not Huffman-coded.
 func hpackString(b []byte, s string) []byte {

@@ -110,10 +110,9 @@ func (c *probeConn) close() { c.raw.Close() }
 // closes it, under its lock, when the target stops while not being probed.
 type keeper struct {
 	idle *probeConn
-	// For gRPC, the call's header block and DATA, made at its first probe. (An HTTP probe
-	// writes its request in a pooled buffer: no 300 bytes kept per target.)
-	wire []byte
-	msg  []byte
+	// For gRPC, the call, made at its first probe. (An HTTP probe writes its request in a
+	// pooled buffer: nothing kept per target.)
+	call *grpcRequest
 	room *atomic.Int64 // a connection is kept while the probes hold fewer file descriptors; nil: keepFDs()
 }
 
