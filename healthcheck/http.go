@@ -47,15 +47,19 @@ var errTooLarge = errors.New("response headers larger than 64 KiB")
 //
 // Redirects are not followed: a 3xx is judged by ExpectStatus like any other status.
 func probeHTTP(lim *limit, c *Config, addr string, k *keeper, src *source) error {
-	buf := buffers.Get().(*buffer)
-	wire, err := appendRequest(buf.wire[:0], c, addr, k == nil)
-	buf.wire = wire
-	defer func() { buf.wire = wire[:0]; buf.free() }()
+	w := wires.Get().(*[]byte)
+	wire, err := appendRequest((*w)[:0], c, addr, k == nil)
+	defer func() {
+		if cap(wire) <= 4<<10 {
+			*w = wire[:0]
+			wires.Put(w)
+		}
+	}()
 	if err != nil {
 		return err
 	}
 	if pc := k.take(time.Now(), src); pc != nil {
-		f, stale, asked, err := roundTrip(lim, c, pc, true, wire, buf)
+		f, stale, asked, err := roundTrip(lim, c, pc, true, wire)
 		if !stale {
 			k.done(pc, f, asked)
 			return err
@@ -70,7 +74,7 @@ func probeHTTP(lim *limit, c *Config, addr string, k *keeper, src *source) error
 	if err != nil {
 		return err
 	}
-	f, _, asked, err := roundTrip(lim, c, pc, false, wire, buf)
+	f, _, asked, err := roundTrip(lim, c, pc, false, wire)
 	k.done(pc, f, asked)
 	return err
 }
@@ -98,13 +102,13 @@ func connect(ctx context.Context, c *Config, addr string, src *source) (*probeCo
 	return pc, nil
 }
 
-// roundTrip sends the request wire on pc at asked and judges the response, read with buf. f
+// roundTrip sends the request wire on pc at asked and judges the response. f
 // says what becomes of pc: reuse, it can carry the next request (the probe passed and the
 // response was read to its end); hold, the request went out whole and no byte of an answer came
 // before lim's deadline (see hungLooks); discard otherwise. stale says that pc was reused (an
 // earlier probe's connection) and the server had closed it before any byte of a response came:
 // the probe proves nothing yet and can be retried on a new connection.
-func roundTrip(lim *limit, c *Config, pc *probeConn, reused bool, wire []byte, buf *buffer) (f fate, stale bool, asked time.Time, err error) {
+func roundTrip(lim *limit, c *Config, pc *probeConn, reused bool, wire []byte) (f fate, stale bool, asked time.Time, err error) {
 	lim.watch(pc)
 	defer func() {
 		if !lim.unwatch() && f == reuse {
@@ -118,6 +122,8 @@ func roundTrip(lim *limit, c *Config, pc *probeConn, reused bool, wire []byte, b
 	if err := pc.await(); err != nil {
 		return hung(lim.err(), 0, err), false, asked, err
 	}
+	buf := buffers.Get().(*buffer) // after the wait: a probe of a target that hangs holds none
+	defer buf.free()
 
 	cr := &buf.cap
 	*cr = capReader{r: pc.conn, n: maxHeader}
@@ -196,10 +202,13 @@ type buffer struct {
 	r    *bufio.Reader // the response
 	body []byte        // the start of the body, for ExpectBody
 	out  bytes.Buffer  // the frames a gRPC probe writes
-	wire []byte        // the request an HTTP probe writes
 	cap  capReader     // the connection, under r
 	resp body          // the body's framing, over r
 }
+
+// wires holds the memory an HTTP probe writes its request in, while it waits for the answer
+// too: a few hundred bytes.
+var wires = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 var buffers = sync.Pool{New: func() any { return &buffer{r: bufio.NewReader(nil), body: make([]byte, 0, 4<<10)} }}
 
@@ -207,9 +216,6 @@ var buffers = sync.Pool{New: func() any { return &buffer{r: bufio.NewReader(nil)
 func (b *buffer) free() {
 	if cap(b.body) > 16<<10 {
 		b.body = make([]byte, 0, 4<<10)
-	}
-	if cap(b.wire) > 16<<10 {
-		b.wire = nil
 	}
 	if b.out.Cap() > 16<<10 {
 		b.out = bytes.Buffer{}
