@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"container/heap"
 	"context"
 	"math/rand/v2"
 	"sync"
@@ -213,14 +214,16 @@ func (s *Subscription) Sync(targets []Target) []*Status {
 	}
 
 	held := make(map[string]*entry, len(targets))
+	e.targets = reserve(e.targets, len(targets)-len(s.held))
 	var fresh []*entry
+	var cfg configs
 	born := &Observation{State: Unknown, Since: time.Now()} // the targets new to the engine share it
 	for i, t := range targets {
 		ent := held[t.Key]
 		if ent == nil {
 			if ent = s.held[t.Key]; ent == nil {
 				if ent = e.targets[t.Key]; ent == nil {
-					ent = e.add(t, born)
+					ent = e.add(t, born, &cfg)
 					fresh = append(fresh, ent)
 				}
 				ent.holders = append(ent.holders, s)
@@ -254,13 +257,16 @@ func (s *Subscription) Hold(targets []Target) []*Status {
 		}
 		return out
 	}
+	e.targets = reserve(e.targets, len(targets))
+	s.held = reserve(s.held, len(targets))
 	var fresh []*entry
+	var cfg configs
 	born := &Observation{State: Unknown, Since: time.Now()} // the targets new to the engine share it
 	for i, t := range targets {
 		ent := s.held[t.Key]
 		if ent == nil {
 			if ent = e.targets[t.Key]; ent == nil {
-				ent = e.add(t, born)
+				ent = e.add(t, born, &cfg)
 				fresh = append(fresh, ent)
 			}
 			ent.holders = append(ent.holders, s)
@@ -305,14 +311,39 @@ func (s *Subscription) Release(keys []string) {
 // declared with it were. An observation is never written once stored, so the targets of one
 // Sync or Hold share it (at 500,000 targets, one each was 72 MB), and their observations are
 // equal until their first probes. e.mu is held.
-func (e *Engine) add(t Target, born *Observation) *entry {
-	t.Config = engineConfig(t.Config) // callers validate; this only keeps a bad config from spinning the scheduler
+func (e *Engine) add(t Target, born *Observation, cfg *configs) *entry {
+	t.Config = cfg.engine(t.Config) // callers validate; this only keeps a bad config from spinning the scheduler
 	ent := &entry{target: t, status: statusAt(born), index: -1, share: share(t.Config, false), shard: uint8(e.stats.Started % uint64(len(e.shards)))}
 	ent.keep.room = &e.keepFDs
 	e.targets[t.Key] = ent
 	e.shares += ent.share
 	e.stats.Started++
 	return ent
+}
+
+// configs remembers the last config that engineConfig was asked for, and its answer: the
+// targets of one Sync or Hold come check by check, sharing their config.
+type configs struct{ in, out *Config }
+
+func (c *configs) engine(in *Config) *Config {
+	if in != c.in {
+		c.in, c.out = in, engineConfig(in)
+	}
+	return c.out
+}
+
+// reserve returns m, or a copy of it made to hold n more entries when it holds far fewer than
+// that: a map that grows to 500,000 entries one at a time rehashes them all over again at every
+// doubling (a quarter of the time to declare them).
+func reserve(m map[string]*entry, n int) map[string]*entry {
+	if n < 1024 || n < 2*len(m) {
+		return m
+	}
+	grown := make(map[string]*entry, len(m)+n)
+	for k, v := range m {
+		grown[k] = v
+	}
+	return grown
 }
 
 // start queues the first probes of fresh targets, spread over min(11/12 of the interval, 10ms ×
@@ -329,6 +360,7 @@ func (e *Engine) start(fresh []*entry) {
 	e.rebound()
 	now := time.Now()
 	spread := time.Duration(len(fresh)) * startSpacing
+	bulk := len(fresh) > 1024 && len(fresh) > len(e.queue)
 	for _, ent := range fresh {
 		window, stretch := ent.target.Config.Interval*11/12, true
 		if spread < window {
@@ -339,7 +371,17 @@ func (e *Engine) start(fresh []*entry) {
 		if stretch {
 			ent.stretch = off / 11
 		}
-		e.push(ent)
+		if !bulk {
+			e.push(ent)
+		}
+	}
+	if bulk { // many at once: append them and make the heap once, O(n) rather than O(n log n)
+		for _, ent := range fresh {
+			ent.index = len(e.queue)
+			e.queue = append(e.queue, ent)
+		}
+		heap.Init(&e.queue)
+		e.nudge()
 	}
 }
 

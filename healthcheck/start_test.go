@@ -62,3 +62,42 @@ func TestFirstRoundSpread(t *testing.T) {
 		t.Errorf("the second probes spread over %v of the %v interval, want the whole", lastPhase, interval)
 	}
 }
+
+// TestBulkStart declares thousands of targets at once, by Sync and by Hold, which queue them
+// in one heap.Init instead of one push each, into maps made to size: the queue must be a heap
+// whose entries know their places, and hold every target once.
+func TestBulkStart(t *testing.T) {
+	port := refusedPort(t)
+	c := testTarget(TypeTCP, port, func(c *Config) { c.Interval = time.Hour; c.Timeout = time.Second }).Config
+	mk := func(net, n int) []Target { // loopback addresses 127.net.x.y; an hour's interval: few probes
+		ts := make([]Target, n)
+		for i := range ts {
+			ts[i] = NewTarget("c", *c, fmt.Sprintf("127.%d.%d.%d", net, i/250, i%250+1))
+		}
+		return ts
+	}
+	e := NewEngine(Options{})
+	t.Cleanup(e.Close)
+	s1, s2 := e.Subscribe(nil), e.Subscribe(nil)
+	s1.Sync(mk(1, 3000))
+	s2.Hold(mk(2, 2000))
+	s2.Hold(mk(1, 1500)) // held by both: no new entries
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.targets) != 5000 {
+		t.Fatalf("%d targets, want 5000", len(e.targets))
+	}
+	queued := 0
+	for i, ent := range e.queue {
+		if ent.index != i {
+			t.Fatalf("entry at %d says it is at %d", i, ent.index)
+		}
+		if i > 0 && e.queue.Less(i, (i-1)/2) {
+			t.Fatalf("entry %d is due before its parent: not a heap", i)
+		}
+		queued++
+	}
+	if probing := len(e.targets) - queued; probing < 0 || probing > e.max {
+		t.Errorf("%d queued of %d targets, %d in flight at most", queued, len(e.targets), e.max)
+	}
+}
