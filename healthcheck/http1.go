@@ -41,7 +41,8 @@ type head struct {
 // appendRequest appends the request of check c for the target at addr to b, as net/http's
 // Request.Write writes it; with closeConn it asks the server to close the connection.
 func appendRequest(b []byte, c *Config, addr string, closeConn bool) ([]byte, error) {
-	if len(c.Headers) > 0 || !plainTarget(c.Path) || !token(c.Method) || c.Host != "" && !validHost(c.Host) {
+	if len(c.Headers) > 0 || !plainTarget(c.Path) || !token(c.Method) || c.Host != "" && !validHost(c.Host) ||
+		c.Host == "" && strings.IndexByte(addr, '%') >= 0 { // an IPv6 zone, which net/http leaves out
 		req, err := newRequest(*c, addr, closeConn)
 		if err != nil {
 			return b, err
@@ -396,9 +397,6 @@ func (b *body) Read(p []byte) (int, error) {
 func (b *body) nextChunk() error {
 	line, err := chunkLine(b.br)
 	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
 		return err
 	}
 	size := bytes.TrimRight(line, " \t")
@@ -430,9 +428,6 @@ func (b *body) nextChunk() error {
 func (b *body) chunkEnd() error {
 	line, err := chunkLine(b.br)
 	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
 		return err
 	}
 	if len(line) != 0 {

@@ -135,7 +135,7 @@ func TestAppendRequestLikeNetHTTP(t *testing.T) {
 	}
 	for _, c := range checks {
 		c = c.Normalize()
-		for _, addr := range []string{"192.0.2.1", "2001:db8::1"} {
+		for _, addr := range []string{"192.0.2.1", "2001:db8::1", "fe80::1%eth0", "backend.example"} {
 			for _, closeConn := range []bool{false, true} {
 				got, err := appendRequest([]byte("prefix:"), &c, addr, closeConn)
 				req, rerr := newRequest(c, addr, closeConn)
