@@ -110,8 +110,8 @@ func probeOther(lim *limit, c Config, addr string, k *keeper, src *source) error
 type limit struct {
 	ctx      context.Context
 	deadline time.Time
-	slot     *slot       // the Engine's slot that runs the probe; nil: Probe's caller, and stop
-	stop     func() bool // with no slot, the hook of ctx that cuts the connection (arm)
+	slot     *slot       // the Engine's slot that runs the probe; nil for Probe, which uses stop
+	stop     func() bool // without a slot: undoes the hook of ctx that cuts the connection (arm)
 }
 
 // err is the context's error, or context.DeadlineExceeded once the deadline has passed.
