@@ -83,32 +83,25 @@ func appendRequest(b []byte, c *Config, addr string, closeConn bool) ([]byte, er
 // plainTarget reports whether path is an absolute path, with a query or not, that net/url
 // parses and writes back unchanged: no escapes, no characters that need one.
 func plainTarget(path string) bool {
-	if len(path) == 0 || path[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(path); i++ {
-		switch c := path[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~/!$&'()*+,;=:@?", c) >= 0:
-		default:
+	return len(path) > 0 && path[0] == '/' && only(path, "-._~/!$&'()*+,;=:@?")
+}
+
+// validHost reports whether h can go in a Host header as it is; anything else goes through
+// net/http, which knows what to refuse or change.
+func validHost(h string) bool { return h != "" && only(h, "-._~:[]") }
+
+// only reports whether every byte of s is an ASCII letter, a digit or one of punct.
+func only(s, punct string) bool {
+	for i := 0; i < len(s); i++ {
+		if !alnumOr(s[i], punct) {
 			return false
 		}
 	}
 	return true
 }
 
-// validHost reports whether h can go in a Host header as it is; anything else goes through
-// net/http, which knows what to refuse or change.
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		switch c := h[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~:[]", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return h != ""
+func alnumOr(c byte, punct string) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(punct, c) >= 0
 }
 
 // readHead reads a response's status line and headers from br; headReq says that the request's
@@ -289,27 +282,16 @@ func parseUint(v []byte, base uint64, bits uint) (uint64, bool) {
 }
 
 // token reports whether s is an RFC 9110 token, as a field name or a method must be.
-func token(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
+func token(s string) bool { return s != "" && only(s, tokenPunct) }
 
-func tokenByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+// tokenPunct are the characters other than letters and digits that a token may hold.
+const tokenPunct = "!#$%&'*+-.^_`|~"
 
 // fieldName reports whether name is a header field name as net/textproto reads one: a token,
 // or token bytes and spaces (accepted, never a field that frames the body).
 func fieldName(name []byte) bool {
 	for _, c := range name {
-		if c != ' ' && !tokenByte(c) {
+		if c != ' ' && !alnumOr(c, tokenPunct) {
 			return false
 		}
 	}
