@@ -24,7 +24,11 @@ import (
 // probes (see MaxConnAge), hold at most seven eighths of the process's limit (RLIMIT_NOFILE, which
 // Go raises to its hard limit at start-up), and leave at least 256, so that the DNS server's own
 // sockets never run short; when a probe needs a descriptor and none is left, the kept connection
-// of the target due last is closed for it: kept connections give way to probes in flight. Memory:
+// of the target due last is closed for it: kept connections give way to probes in flight. That
+// holds no probe back, but each connection closed so (or not kept, for want of a descriptor)
+// costs its target a new connection at its next probe: CPU that the limit forces. The engine
+// logs it once a minute at most while it goes on (Options.Logf), and Capacity counts them
+// (Shed). Memory:
 // with a Go memory limit (GOMEMLIMIT), the probes in flight take at most a quarter of it, at
 // probeMemory each. When either holds probes back, the engine logs it (Options.Logf), calls
 // Options.OnLimit, and Engine.Capacity says so. The probes still start in the order they are due,
@@ -46,6 +50,12 @@ type Capacity struct {
 	// seven eighths of RLIMIT_NOFILE, leaving at least 256. FDsInUse is how many they hold (the
 	// process's, over every engine).
 	FDs, FDsInUse int
+	// Kept is how many of those are connections kept between probes, idle or held (the
+	// process's). Shed counts the connections that were closed, or not kept, because the
+	// probes held all of FDs (the process's, since it started): each costs its target a new
+	// connection at its next probe.
+	Kept int
+	Shed uint64
 	// Limit names what holds probes back, or was last seen to in the past second: "" (nothing),
 	// LimitFDs, LimitMemory or LimitOption.
 	Limit string
@@ -146,7 +156,8 @@ func fdsInUse() int64 { return probing.Load() + keptConns.Load() }
 func (e *Engine) Capacity() Capacity {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse()), Limit: e.limit}
+	c := Capacity{InFlight: e.inFlight, Need: need(e.shares), Max: e.max, FDs: int(e.fds), FDsInUse: int(fdsInUse()), Limit: e.limit,
+		Kept: int(keptConns.Load()), Shed: shedConns.Load()}
 	if e.limit != "" && len(e.queue) > 0 {
 		c.Late = max(0, time.Since(e.queue[0].due))
 	}
@@ -206,5 +217,39 @@ func (e *Engine) report(c *Capacity, now time.Time) {
 	case c.Limit == "" && e.logged:
 		e.logged = false
 		e.opts.Logf("health checks: probes no longer wait: %d in flight, %d needed at most", c.InFlight, c.Need)
+	}
+}
+
+// shedLog is what the scheduler logged of the connections closed for want of file descriptors.
+type shedLog struct {
+	seen uint64    // shedConns when the scheduler last looked
+	told uint64    // shedConns when it last logged, or when the engine started
+	from time.Time // since when connections closed are not logged yet: the last line, or the start
+	at   time.Time // when it last logged that connections are closed; zero: not since the last end
+	rose time.Time // when shedConns last rose
+}
+
+// reportShed logs, once in logEvery at most, that probe connections are closed for want of file
+// descriptors, and when none has been for logEvery after that. Only the scheduler calls it,
+// without e.mu.
+func (e *Engine) reportShed(now time.Time) {
+	if e.opts.Logf == nil {
+		return
+	}
+	l := &e.shed
+	n := shedConns.Load()
+	if n != l.seen {
+		l.seen, l.rose = n, now
+	}
+	switch {
+	case n != l.told && (l.at.IsZero() || now.Sub(l.at) >= logEvery):
+		e.opts.Logf("health checks: %d probe connections closed or not kept for want of file descriptors in the last %s "+
+			"(%d kept, %d of the probes' %d descriptors in use): their targets' next probes connect again, which costs CPU; "+
+			"raise the file descriptor limit (LimitNOFILE) to keep them",
+			n-l.told, now.Sub(l.from).Round(time.Second), keptConns.Load(), fdsInUse(), e.keepFDs.Load())
+		l.told, l.from, l.at = n, now, now
+	case !l.at.IsZero() && now.Sub(l.rose) >= logEvery:
+		e.opts.Logf("health checks: probe connections are kept again: none closed for want of file descriptors for %s", logEvery)
+		l.told, l.from, l.at = n, now, time.Time{}
 	}
 }

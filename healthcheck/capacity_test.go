@@ -206,6 +206,55 @@ func TestFileDescriptorLimit(t *testing.T) {
 	}
 }
 
+// When the probes' file descriptors run out for the connections they keep (40 answering
+// targets, 30 descriptors), connections are closed or not kept: no probe waits and every target
+// keeps its interval, but it is counted (Capacity.Shed), logged once, and the kept connections
+// stay within the budget. With descriptors enough, none is shed and nothing is logged. Not
+// parallel: file descriptors are counted over the process.
+func TestKeptConnectionsShed(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		fdLimit int
+		shed    bool
+	}{{"descriptors enough", 0, false}, {"30 descriptors for 40 targets", 60, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			o := newOutage(t, 40, 0)
+			var mu sync.Mutex
+			var told []string
+			e := NewEngine(Options{fdLimit: c.fdLimit, Logf: func(format string, args ...any) {
+				mu.Lock()
+				defer mu.Unlock()
+				if l := fmt.Sprintf(format, args...); strings.Contains(l, "for want of file descriptors") {
+					told = append(told, l)
+				}
+			}})
+			defer e.Close()
+			shed0 := e.Capacity().Shed
+			n := o.count(t, e)
+			capa := e.Capacity()
+			lo, med := minMedian(n)
+			t.Logf("%d to %d probes in 10 intervals (median %d); %+v", lo, slices.Max(n), med, capa)
+			if lo < 8 {
+				t.Errorf("a target was probed %d times in 10 intervals, want about 10", lo)
+			}
+			if capa.Kept > capa.FDs {
+				t.Errorf("%d connections kept, over the probes' %d descriptors", capa.Kept, capa.FDs)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if shed := capa.Shed - shed0; (shed > 0) != c.shed {
+				t.Errorf("%d connections shed, want them shed: %t", shed, c.shed)
+			}
+			if want := map[bool]int{false: 0, true: 1}[c.shed]; len(told) != want {
+				t.Errorf("logged %q, want %d line", told, want)
+			}
+			if c.shed && len(told) == 1 && !strings.Contains(told[0], "LimitNOFILE") {
+				t.Errorf("logged %q: it does not say what to raise", told[0])
+			}
+		})
+	}
+}
+
 // A Go memory limit lowers the bound on probes in flight, and says so. Not parallel: the limit
 // is the process's.
 func TestMemoryLimit(t *testing.T) {

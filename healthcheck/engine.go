@@ -73,6 +73,7 @@ type Engine struct {
 
 	loggedAt time.Time // when a limit was last logged; the scheduler's
 	logged   bool      // a limit was logged and its end not yet
+	shed     shedLog   // connections closed for want of file descriptors, as logged; the scheduler's
 
 	src   atomic.Pointer[source] // where probes come from; nil: the kernel's choice (SetSource)
 	srcMu sync.Mutex             // serializes SetSource
@@ -113,6 +114,8 @@ type Change struct {
 // NewEngine returns a running engine. Close stops it.
 func NewEngine(o Options) *Engine {
 	e := &Engine{opts: o, wake: make(chan struct{}, 1), targets: make(map[string]*entry)}
+	e.shed.seen = shedConns.Load()
+	e.shed.told, e.shed.from = e.shed.seen, time.Now()
 	e.refreshLimits()
 	e.rebound()
 	e.ctx, e.cancel = context.WithCancel(context.Background())

@@ -186,6 +186,7 @@ func (k *keeper) put(c *probeConn, budget int64) {
 	}
 	if keptConns.Add(1)+probing.Load() > budget {
 		keptConns.Add(-1)
+		shedConns.Add(1)
 		c.close()
 		return
 	}
@@ -203,6 +204,11 @@ func (k *keeper) close() {
 
 // keptConns counts the idle probe connections of the process.
 var keptConns atomic.Int64
+
+// shedConns counts the probe connections of the process that were closed, or not kept, because
+// the probes held their share of file descriptors (see capacity.go): each costs its target a new
+// connection at its next probe.
+var shedConns atomic.Uint64
 
 // keepFDs is the budget of put for a keeper of no engine: the probes' file descriptors, as an
 // engine's.

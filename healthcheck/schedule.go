@@ -54,6 +54,7 @@ func (e *Engine) run() {
 		}
 		e.mu.Unlock()
 		e.report(report, now)
+		e.reportShed(now)
 
 		if wait >= 0 {
 			timer.Reset(wait)
@@ -340,5 +341,6 @@ func (l *idleList) evict() bool {
 	}
 	l.remove(ent)
 	ent.keep.close()
+	shedConns.Add(1)
 	return true
 }

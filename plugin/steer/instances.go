@@ -54,6 +54,8 @@ func (r *registry) Describe(ch chan<- *prometheus.Desc) {
 	ch <- overrideAgeDesc
 	ch <- probesInFlightDesc
 	ch <- probesLimitedDesc
+	ch <- probeFDsDesc
+	ch <- probeConnsShedDesc
 	ch <- clusterMembersDesc
 	ch <- clusterViewDesc
 	ch <- gossipMessagesDesc
@@ -136,6 +138,10 @@ func (r *registry) Collect(ch chan<- prometheus.Metric) {
 		for limit, name := range map[string]string{healthcheck.LimitFDs: "fds", healthcheck.LimitMemory: "memory", healthcheck.LimitOption: "max_in_flight"} {
 			ch <- prometheus.MustNewConstMetric(probesLimitedDesc, prometheus.GaugeValue, b2f(c.Limit == limit), name)
 		}
+		ch <- prometheus.MustNewConstMetric(probeFDsDesc, prometheus.GaugeValue, float64(c.FDsInUse), "in_use")
+		ch <- prometheus.MustNewConstMetric(probeFDsDesc, prometheus.GaugeValue, float64(c.Kept), "kept")
+		ch <- prometheus.MustNewConstMetric(probeFDsDesc, prometheus.GaugeValue, float64(c.FDs), "budget")
+		ch <- prometheus.MustNewConstMetric(probeConnsShedDesc, prometheus.CounterValue, float64(c.Shed))
 	}
 	for state, n := range files {
 		ch <- prometheus.MustNewConstMetric(policyFilesDesc, prometheus.GaugeValue, n, state)

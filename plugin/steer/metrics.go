@@ -69,6 +69,13 @@ var (
 		"1 while a limit holds health probes back (every target's interval stretches alike), by limit: fds, memory, max_in_flight.",
 		[]string{"limit"}, nil)
 
+	probeFDsDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_probe_fds",
+		"File descriptors of the health probes: in_use (probes running and connections kept), kept (connections kept between probes, idle or held) and budget (the most they may hold: seven eighths of RLIMIT_NOFILE).",
+		[]string{"kind"}, nil)
+	probeConnsShedDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_probe_connections_shed_total",
+		"Probe connections closed, or not kept, because the probes held their whole file descriptor budget: each costs its target a new connection at its next probe.",
+		nil, nil)
+
 	clusterMembersDesc = prometheus.NewDesc(plugin.Namespace+"_"+subsystem+"_cluster_members",
 		"Members of the cluster as this node sees them (itself included), by state: alive, suspect, dead.",
 		[]string{"state"}, nil)

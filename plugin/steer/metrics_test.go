@@ -45,7 +45,7 @@ func TestMetricsLint(t *testing.T) {
 	for _, want := range []string{"coredns_steer_endpoint_up", "coredns_steer_pool_healthy", "coredns_steer_answers_total",
 		"coredns_steer_check_duration_seconds", "coredns_steer_check_failures_total", "coredns_steer_transitions_total",
 		"coredns_steer_reloads_total", "coredns_steer_policy_files", "coredns_steer_overrides", "coredns_steer_probes_in_flight",
-		"coredns_steer_probes_limited"} {
+		"coredns_steer_probes_limited", "coredns_steer_probe_fds", "coredns_steer_probe_connections_shed_total"} {
 		if !names[want] {
 			t.Errorf("metric %s is missing", want)
 		}
