@@ -153,6 +153,7 @@ type result struct {
 	MaxGoroutines         int
 	MaxFDs                int
 	Reasons               map[string]int64
+	ShedPerSec            float64  // kept connections closed for want of descriptors, per second of the window; -1: not counted
 	Capacity              string   // Engine.Capacity, where the engine has it
 	Logged                []string // the engine's lines about limits
 	BackendCPU            float64
@@ -161,16 +162,16 @@ type result struct {
 
 func (r result) line() string {
 	return fmt.Sprintf("probes/interval answering min %.2f median %.2f (longest gap %.1fs), all min %.2f median %.2f; first round %.1fs; "+
-		"CPU %.1f%% (sampler %.1f%% taken out); RSS peak %.0f MB, end %.0f MB (heap %.0f MB, stacks %.0f MB); goroutines max %d; fds max %d; results %v; capacity %s; logged %q",
+		"CPU %.1f%% (sampler %.1f%% taken out); RSS peak %.0f MB, end %.0f MB (heap %.0f MB, stacks %.0f MB); goroutines max %d; fds max %d; connections shed %.0f/s; results %v; capacity %s; logged %q",
 		r.MinOK, r.MedOK, r.MaxGapOK, r.MinAll, r.MedAll, r.FirstRound, r.CPU, r.PollerCPUPerc, r.PeakRSS, r.RSS, r.HeapInuse, r.StackInuse, r.MaxGoroutines,
-		r.MaxFDs, r.Reasons, r.Capacity, r.Logged)
+		r.MaxFDs, r.ShedPerSec, r.Reasons, r.Capacity, r.Logged)
 }
 
 func table(rs []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-10s %14s %14s %9s %12s %7s %9s %11s %7s\n", "mix", "answering p/i", "all p/i", "max gap", "first round",
-		"CPU", "peak RSS", "goroutines", "fds")
-	fmt.Fprintf(&b, "%-10s %14s %14s %9s %12s %7s %9s %11s %7s\n", "", "min / median", "min / median", "", "", "", "", "max", "max")
+	fmt.Fprintf(&b, "%-10s %14s %14s %9s %12s %7s %9s %11s %7s %7s\n", "mix", "answering p/i", "all p/i", "max gap", "first round",
+		"CPU", "peak RSS", "goroutines", "fds", "shed")
+	fmt.Fprintf(&b, "%-10s %14s %14s %9s %12s %7s %9s %11s %7s %7s\n", "", "min / median", "min / median", "", "", "", "", "max", "max", "/s")
 	for _, r := range rs {
 		ok := "-"
 		gap := "-"
@@ -178,11 +179,16 @@ func table(rs []result) string {
 			ok = fmt.Sprintf("%.2f / %.2f", r.MinOK, r.MedOK)
 			gap = fmt.Sprintf("%.1fs", r.MaxGapOK)
 		}
-		fmt.Fprintf(&b, "%-10s %14s %14s %9s %11.1fs %6.1f%% %6.0f MB %11d %7d\n", r.Mix, ok,
-			fmt.Sprintf("%.2f / %.2f", r.MinAll, r.MedAll), gap, r.FirstRound, r.CPU, r.PeakRSS, r.MaxGoroutines, r.MaxFDs)
+		shed := "-"
+		if r.ShedPerSec >= 0 {
+			shed = fmt.Sprintf("%.0f", r.ShedPerSec)
+		}
+		fmt.Fprintf(&b, "%-10s %14s %14s %9s %11.1fs %6.1f%% %6.0f MB %11d %7d %7s\n", r.Mix, ok,
+			fmt.Sprintf("%.2f / %.2f", r.MinAll, r.MedAll), gap, r.FirstRound, r.CPU, r.PeakRSS, r.MaxGoroutines, r.MaxFDs, shed)
 	}
-	b.WriteString("(p/i: probes per target per interval of 5s over the window; CPU of one core; floor: the hanging probes of\n" +
-		"twothirds as plain net.Dialer connections, no engine, p/i is the rate reached over the rate asked)\n")
+	b.WriteString("(p/i: probes per target per interval of 5s over the window; CPU of one core; shed: kept connections closed\n" +
+		"or not kept for want of file descriptors, per second; floor: the hanging probes of twothirds as plain\n" +
+		"net.Dialer connections, no engine, p/i is the rate reached over the rate asked)\n")
 	return b.String()
 }
 
@@ -490,6 +496,7 @@ func TestOutageProbe(t *testing.T) {
 		defer out.Close()
 		pprof.StartCPUProfile(out)
 	}
+	shed0 := shed(e)
 	self0, thr0, t0 := rusage(syscall.RUSAGE_SELF), rusage(1 /* RUSAGE_THREAD */), time.Now()
 	maxG, maxFD := 0, 0
 	end := t0.Add(time.Duration(seconds) * time.Second)
@@ -555,7 +562,10 @@ func TestOutageProbe(t *testing.T) {
 		CPU:           100 * (cpu(self1) - cpu(self0) - poller).Seconds() / wall.Seconds(),
 		PollerCPUPerc: 100 * poller.Seconds() / wall.Seconds(), Window: wall.Seconds(),
 		PeakRSS: procStatusMB("VmHWM"), RSS: procStatusMB("VmRSS"), MaxGoroutines: maxG, MaxFDs: maxFD,
-		Reasons: map[string]int64{}, Capacity: capacity(e),
+		Reasons: map[string]int64{}, Capacity: capacity(e), ShedPerSec: -1,
+	}
+	if shed0 >= 0 {
+		r.ShedPerSec = (shed(e) - shed0) / wall.Seconds()
 	}
 	logMu.Lock()
 	r.Logged = slices.Clone(limitLog)
@@ -645,7 +655,7 @@ func probeFloor(t *testing.T, n, seconds int, addrs []string) {
 	cpu := func(r syscall.Rusage) time.Duration { return time.Duration(r.Utime.Nano() + r.Stime.Nano()) }
 	poller := cpu(thr1) - cpu(thr0)
 	r := result{
-		Mix: "floor", Targets: n * 2 / 3, CPU: 100 * (cpu(self1) - cpu(self0) - poller).Seconds() / wall.Seconds(),
+		Mix: "floor", Targets: n * 2 / 3, ShedPerSec: -1, CPU: 100 * (cpu(self1) - cpu(self0) - poller).Seconds() / wall.Seconds(),
 		PollerCPUPerc: 100 * poller.Seconds() / wall.Seconds(), Window: wall.Seconds(),
 		PeakRSS: procStatusMB("VmHWM"), RSS: procStatusMB("VmRSS"), MaxGoroutines: maxG, MaxFDs: maxFD,
 		Reasons:  map[string]int64{"timeout": probes.Load() - p0},
@@ -664,6 +674,19 @@ func capacity(e *healthcheck.Engine) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+v", m.Call(nil)[0].Interface())
+}
+
+// shed returns Engine.Capacity's Shed, or -1 for engines that do not count it.
+func shed(e *healthcheck.Engine) float64 {
+	m := reflect.ValueOf(e).MethodByName("Capacity")
+	if !m.IsValid() {
+		return -1
+	}
+	f := m.Call(nil)[0].FieldByName("Shed")
+	if !f.IsValid() {
+		return -1
+	}
+	return float64(f.Uint())
 }
 
 func minMedian(v []float64) (float64, float64) {
