@@ -83,7 +83,7 @@ func listen(t *testing.T) net.Listener {
 }
 
 // refusedPort returns a port of 127.0.0.1 where nothing listens.
-func refusedPort(t *testing.T) int {
+func refusedPort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -101,3 +101,31 @@ func TestBulkStart(t *testing.T) {
 		t.Errorf("%d queued of %d targets, %d in flight at most", queued, len(e.targets), e.max)
 	}
 }
+
+// BenchmarkHold declares 100,000 new targets with one Hold, into an engine of its own each
+// time, as a server starting on a zone of 20,000 services with a check each and five endpoints
+// each does: the five targets of a check share its config.
+func BenchmarkHold(b *testing.B) {
+	port := refusedPort(b)
+	ts := make([]Target, 0, 100_000)
+	for i := range 20_000 {
+		c := testTarget(TypeHTTP, port, func(c *Config) {
+			c.Interval, c.Timeout, c.Path = time.Hour, time.Second, fmt.Sprintf("/s%d", i)
+		}).Config
+		key := c.Key()
+		for j := range 5 {
+			ts = append(ts, NewTargetKeyed("c", c, key, fmt.Sprintf("127.%d.%d.%d", i/250, i%250, j+1)))
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		e := NewEngine(Options{})
+		s := e.Subscribe(nil)
+		b.StartTimer()
+		s.Hold(ts)
+		b.StopTimer()
+		e.Close()
+		b.StartTimer()
+	}
+}
