@@ -62,13 +62,6 @@ func NewStatus(s State) *Status {
 	return st
 }
 
-// statusAt returns a status whose observation is o, which nothing may change afterwards.
-func statusAt(o *Observation) *Status {
-	st := new(Status)
-	st.obs.Store(o)
-	return st
-}
-
 // State returns the current state.
 func (s *Status) State() State { return s.obs.Load().State }
 
