@@ -667,26 +667,32 @@ func probeFloor(t *testing.T, n, seconds int, addrs []string) {
 	fmt.Printf("result %s\n", j)
 }
 
-// capacity returns what the engine's Capacity method says, for engines that have one.
-func capacity(e *healthcheck.Engine) string {
+// capacityOf returns what the engine's Capacity method returns, and false for engines (of older
+// code) that have none: reflection, so that the benchmark runs against those too.
+func capacityOf(e *healthcheck.Engine) (reflect.Value, bool) {
 	m := reflect.ValueOf(e).MethodByName("Capacity")
 	if !m.IsValid() {
+		return reflect.Value{}, false
+	}
+	return m.Call(nil)[0], true
+}
+
+// capacity returns what the engine's Capacity method says, for engines that have one.
+func capacity(e *healthcheck.Engine) string {
+	c, ok := capacityOf(e)
+	if !ok {
 		return "-"
 	}
-	return fmt.Sprintf("%+v", m.Call(nil)[0].Interface())
+	return fmt.Sprintf("%+v", c.Interface())
 }
 
 // shed returns Engine.Capacity's Shed, or -1 for engines that do not count it.
 func shed(e *healthcheck.Engine) float64 {
-	m := reflect.ValueOf(e).MethodByName("Capacity")
-	if !m.IsValid() {
+	c, ok := capacityOf(e)
+	if !ok || !c.FieldByName("Shed").IsValid() {
 		return -1
 	}
-	f := m.Call(nil)[0].FieldByName("Shed")
-	if !f.IsValid() {
-		return -1
-	}
-	return float64(f.Uint())
+	return float64(c.FieldByName("Shed").Uint())
 }
 
 func minMedian(v []float64) (float64, float64) {
