@@ -16,22 +16,31 @@ import (
 
 // Zone is a compiled policy file: immutable once published, safe for any number of readers.
 type Zone struct {
-	Origin   string              // fully qualified, lower case
-	Path     string              // the policy file
-	Hash     string              // hash of the file's content
-	Serial   uint32              // SOA serial in use
-	Spec     *PolicyFile         // what it was compiled from
-	Static   *file.Zone          // SOA, NS and static records, served by the file plugin's lookup
-	NegSOA   []dns.RR            // the SOA for negative answers, TTL min(SOA TTL, minttl)
-	Services map[string]*Service // by fully qualified, lower-case name
-	Targets  []healthcheck.Target
+	Origin string // fully qualified, lower case
+	Path   string // the policy file
+	Hash   string // hash of the file's content
+	Serial uint32 // SOA serial in use
+	// FileSerial is the SOA serial the file gives; 0 when the serial is derived at load time
+	// (see Reserial).
+	FileSerial uint32
+	TTL        uint32              // the file's ttl: the default TTL of static records
+	Regions    map[string]*Region  // the file's regions, by name
+	Static     *file.Zone          // SOA, NS and static records, served by the file plugin's lookup
+	NegSOA     []dns.RR            // the SOA for negative answers, TTL min(SOA TTL, minttl)
+	Services   map[string]*Service // by fully qualified, lower-case name
+	Targets    []healthcheck.Target
 	// Networks maps client prefixes to regions; nil when the file has no networks.
 	Networks *Networks
 	// RegionAt holds each region's location (UnitVector), for regions that have one.
 	RegionAt map[string][3]float64
+	// nodata holds the authority of the when_all_down: nodata answers, one per degraded_ttl
+	// in use, indexed by Service.nodata: the negative SOA with a TTL of at most that.
+	nodata [][]dns.RR
 }
 
-// Service is a compiled steered name.
+// Service is a compiled steered name. Its ServiceSpec is a copy without the Pools, which the
+// compiled Pools replace: the compiled zone keeps nothing of the decoded file but what it
+// serves (at 100,000 services the decoded file was ~100 MB).
 type Service struct {
 	*ServiceSpec
 	Pools []*Pool
@@ -39,15 +48,17 @@ type Service struct {
 	Fallback [2][]dns.RR
 	// TotalWeight is the sum of the pools' weights.
 	TotalWeight int
-	// NodataSOA is the authority of a when_all_down: nodata answer: the negative SOA with a
-	// TTL of at most degraded_ttl, so that resolvers ask again soon.
-	NodataSOA []dns.RR
 	// Geo places the pools of a geo or nearest service; nil for the other policies.
 	Geo *GeoPools
 	// UniformWeights is true when every endpoint of the service has the same weight, so that
 	// max_answers draws without weighing.
 	UniformWeights bool
+	nodata         int32 // index of its nodata authority in the zone's (see Zone.NodataSOA)
 }
+
+// NodataSOA returns the authority of svc's when_all_down: nodata answer: the negative SOA with
+// a TTL of at most its degraded_ttl, so that resolvers ask again soon.
+func (z *Zone) NodataSOA(svc *Service) []dns.RR { return z.nodata[svc.nodata] }
 
 // Family indexes of the prepared answers.
 const (
@@ -101,7 +112,7 @@ const placeholderType = dns.TypeNULL
 
 // Compile turns a validated policy file into a zone with serial as its SOA serial.
 func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
-	z := &Zone{Origin: pf.Zone, Path: pf.Path, Hash: hash, Serial: serial, Spec: pf}
+	z := &Zone{Origin: pf.Zone, Path: pf.Path, Hash: hash, Serial: serial, FileSerial: pf.SOA.Serial, TTL: pf.TTL, Regions: pf.Regions}
 	st := file.NewZone(pf.Zone, pf.Path)
 	st.Upstream = upstream.New()
 	soa := &dns.SOA{
@@ -141,7 +152,7 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	}()
 	inParallel(len(pf.Services), 512, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			services[i] = compileService(pf.Services[i], pf.Regions, neg)
+			services[i] = compileService(pf.Services[i], pf.Regions)
 		}
 	})
 	<-placed
@@ -174,7 +185,15 @@ func Compile(pf *PolicyFile, hash string, serial uint32) *Zone {
 	index := make(map[string]int32, checked) // target key -> index in z.Targets
 	var key []byte                           // a key to look up, without making its target
 	z.Services = make(map[string]*Service, len(services))
+	nodata := map[uint32]int32{} // degraded_ttl -> index in z.nodata
 	for _, cs := range services {
+		i, ok := nodata[cs.DegradedTTL]
+		if !ok {
+			i = int32(len(z.nodata))
+			nodata[cs.DegradedTTL] = i
+			z.nodata = append(z.nodata, nodataSOA(neg, cs.DegradedTTL))
+		}
+		cs.nodata = i
 		for _, p := range cs.Pools {
 			for _, ep := range p.Endpoints {
 				if ep.Check == CheckNone {
@@ -230,10 +249,42 @@ func internConfig(configs map[string]*healthcheck.Config, c healthcheck.Config) 
 	return cc
 }
 
-// compileService builds one service, all but the targets of its endpoints. It reads only s,
-// regions and neg, so that services compile in parallel.
-func compileService(s *ServiceSpec, regions map[string]*Region, neg *dns.SOA) *Service {
-	cs := &Service{ServiceSpec: s, Pools: make([]*Pool, 0, len(s.Pools)), UniformWeights: true}
+// nodataSOA returns the authority of a nodata answer for a service of degraded_ttl ttl.
+func nodataSOA(neg *dns.SOA, ttl uint32) []dns.RR {
+	nd := dns.Copy(neg).(*dns.SOA)
+	nd.Hdr.Ttl = min(nd.Hdr.Ttl, ttl)
+	return []dns.RR{nd}
+}
+
+// Reserial returns a zone that serves what z serves with serial as its SOA serial. It shares
+// z's services, targets and static records, which are immutable; only the SOA records differ.
+func (z *Zone) Reserial(serial uint32) *Zone {
+	nz := *z
+	nz.Serial = serial
+	st := file.NewZone(z.Origin, z.Path)
+	st.Upstream = z.Static.Upstream
+	st.Tree = z.Static.Tree
+	st.Apex = z.Static.Apex
+	soa := dns.Copy(st.Apex.SOA).(*dns.SOA)
+	soa.Serial = serial
+	st.Apex.SOA = soa
+	nz.Static = st
+	neg := dns.Copy(z.NegSOA[0]).(*dns.SOA)
+	neg.Serial = serial
+	nz.NegSOA = []dns.RR{neg}
+	nz.nodata = make([][]dns.RR, len(z.nodata))
+	for i, nd := range z.nodata {
+		nz.nodata[i] = nodataSOA(neg, nd[0].Header().Ttl)
+	}
+	return &nz
+}
+
+// compileService builds one service, all but the targets of its endpoints and its nodata
+// authority. It reads only s and regions, so that services compile in parallel.
+func compileService(s *ServiceSpec, regions map[string]*Region) *Service {
+	spec := *s
+	spec.Pools = nil
+	cs := &Service{ServiceSpec: &spec, Pools: make([]*Pool, 0, len(s.Pools)), UniformWeights: true}
 	if s.Policy == Geo || s.Policy == Nearest {
 		cs.Geo = compileGeo(s, regions)
 	}
@@ -275,9 +326,6 @@ func compileService(s *ServiceSpec, regions map[string]*Region, neg *dns.SOA) *S
 		hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: s.DegradedTTL}
 		cs.Fallback[family(ip)] = append(cs.Fallback[family(ip)], addressRR(hdr, &EndpointSpec{IP: ip}))
 	}
-	nd := dns.Copy(neg).(*dns.SOA)
-	nd.Hdr.Ttl = min(nd.Hdr.Ttl, s.DegradedTTL)
-	cs.NodataSOA = []dns.RR{nd}
 	return cs
 }
 

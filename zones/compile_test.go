@@ -17,11 +17,18 @@ import (
 
 func compileText(t testing.TB, text string, serial uint32) *Zone {
 	t.Helper()
+	z, _ := compileSpec(t, text, serial)
+	return z
+}
+
+// compileSpec is compileText that also returns the decoded file.
+func compileSpec(t testing.TB, text string, serial uint32) (*Zone, *PolicyFile) {
+	t.Helper()
 	pf, err := Decode("c.yaml", []byte(text))
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	return Compile(pf, "hash", serial)
+	return Compile(pf, "hash", serial), pf
 }
 
 const compileZone = `zone: example.com.
@@ -71,7 +78,7 @@ services:
 
 func TestCompile(t *testing.T) {
 	z := compileText(t, compileZone, 2024050101)
-	if z.Origin != "example.com." || z.Path != "c.yaml" || z.Hash != "hash" || z.Serial != 2024050101 || z.Spec == nil {
+	if z.Origin != "example.com." || z.Path != "c.yaml" || z.Hash != "hash" || z.Serial != 2024050101 || z.FileSerial != 0 || z.TTL != 300 {
 		t.Errorf("zone %s %s %s %d", z.Origin, z.Path, z.Hash, z.Serial)
 	}
 
@@ -149,7 +156,7 @@ func TestCompile(t *testing.T) {
 	if fb := www.Fallback; len(fb[V4]) != 1 || len(fb[V6]) != 1 || fb[V4][0].Header().Ttl != 5 || fb[V6][0].(*dns.AAAA).AAAA.String() != "2001:db8::250" {
 		t.Errorf("fallback = %v", fb)
 	}
-	if nd := www.NodataSOA; len(nd) != 1 || nd[0].Header().Ttl != 5 || nd[0].Header().Rrtype != dns.TypeSOA {
+	if nd := z.NodataSOA(www); len(nd) != 1 || nd[0].Header().Ttl != 5 || nd[0].Header().Rrtype != dns.TypeSOA {
 		t.Errorf("nodata SOA = %v", nd)
 	}
 
@@ -231,7 +238,7 @@ func TestCompileTargets(t *testing.T) {
 // The targets of a check share its config, and so do checks with the same settings under
 // other names; a quorum of their own, or other settings, keep a config apart.
 func TestCompileSharesConfigs(t *testing.T) {
-	z := compileText(t, `zone: example.com.
+	z, pf := compileSpec(t, `zone: example.com.
 ns: [ns1.example.com.]
 checks:
   web: {type: http, port: 8080}
@@ -249,8 +256,8 @@ services:
 	config := map[string]*healthcheck.Config{}
 	for _, tg := range z.Targets {
 		config[tg.Address] = tg.Config
-		if !reflect.DeepEqual(*tg.Config, z.Spec.Checks[tg.Name]) {
-			t.Errorf("target %s: config %+v, want %+v", tg, *tg.Config, z.Spec.Checks[tg.Name])
+		if !reflect.DeepEqual(*tg.Config, pf.Checks[tg.Name]) {
+			t.Errorf("target %s: config %+v, want %+v", tg, *tg.Config, pf.Checks[tg.Name])
 		}
 	}
 	if len(config) != 7 {
@@ -271,7 +278,7 @@ services:
 }
 
 func TestCompileTargetIndex(t *testing.T) {
-	z := compileText(t, compileZone, 1)
+	z, pf := compileSpec(t, compileZone, 1)
 	used := make([]bool, len(z.Targets))
 	for _, s := range z.Services {
 		for _, p := range s.Pools {
@@ -287,7 +294,7 @@ func TestCompileTargetIndex(t *testing.T) {
 				}
 				tg := z.Targets[ep.Target]
 				// Two checks of one config at one address share the target of the first.
-				if tg.Key != healthcheck.NewTarget(ep.Check, z.Spec.Checks[ep.Check], ep.Address).Key {
+				if tg.Key != healthcheck.NewTarget(ep.Check, pf.Checks[ep.Check], ep.Address).Key {
 					t.Errorf("%s %s: target %s", s.Name, ep.Address, tg)
 				}
 				used[ep.Target] = true
@@ -320,9 +327,68 @@ func TestCompileNegativeTTL(t *testing.T) {
 		if got := z.Static.Apex.SOA.Hdr.Ttl; got != tc.ttl {
 			t.Errorf("ttl %d: SOA TTL %d", tc.ttl, got)
 		}
-		if got := z.Service("www.example.com.").NodataSOA[0].Header().Ttl; got != tc.nodata {
+		if got := z.NodataSOA(z.Service("www.example.com."))[0].Header().Ttl; got != tc.nodata {
 			t.Errorf("ttl %d minttl %d degraded %d: NODATA SOA TTL %d, want %d", tc.ttl, tc.minttl, tc.degraded, got, tc.nodata)
 		}
+	}
+}
+
+// TestReserial gives a compiled zone a new serial: every SOA it serves (apex, negative,
+// nodata) carries it, everything else is shared, and the zone it came from is unchanged.
+func TestReserial(t *testing.T) {
+	z := compileText(t, compileZone, 7)
+	r := z.Reserial(9)
+	if r.Serial != 9 || r.Static.Apex.SOA.Serial != 9 || r.NegSOA[0].(*dns.SOA).Serial != 9 {
+		t.Errorf("reserialled: serial %d, SOA %v, negative %v", r.Serial, r.Static.Apex.SOA, r.NegSOA[0])
+	}
+	if z.Serial != 7 || z.Static.Apex.SOA.Serial != 7 || z.NegSOA[0].(*dns.SOA).Serial != 7 {
+		t.Errorf("original: serial %d, SOA %v, negative %v", z.Serial, z.Static.Apex.SOA, z.NegSOA[0])
+	}
+	for name, svc := range z.Services {
+		if r.Services[name] != svc {
+			t.Errorf("%s is not shared", name)
+		}
+		old, nd := z.NodataSOA(svc)[0].(*dns.SOA), r.NodataSOA(svc)[0].(*dns.SOA)
+		if old.Serial != 7 || nd.Serial != 9 || nd.Hdr.Ttl != old.Hdr.Ttl {
+			t.Errorf("%s: nodata SOA %v, was %v", name, nd, old)
+		}
+	}
+	if r.NegSOA[0].Header().Ttl != z.NegSOA[0].Header().Ttl || !reflect.DeepEqual(r.Targets, z.Targets) {
+		t.Error("the negative TTL or the targets changed")
+	}
+	// The static records are those of z: the tree is shared, the apex NS too.
+	if r.Static.Tree != z.Static.Tree || len(r.Static.Apex.NS) != 2 {
+		t.Errorf("static tree %p (was %p), apex NS %v", r.Static.Tree, z.Static.Tree, r.Static.Apex.NS)
+	}
+	if e, _ := r.Static.Search("mail.example.com."); e == nil || len(e.Type(dns.TypeA)) != 1 {
+		t.Error("mail.example.com. A is gone")
+	}
+}
+
+// TestCompileKeepsNoSpec checks that a compiled zone holds nothing of the file it was decoded
+// from: at 100,000 services the decoded file was ~100 MB that nothing served.
+func TestCompileKeepsNoSpec(t *testing.T) {
+	pf, err := Decode("c.yaml", []byte(compileZone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	freed := make(chan string, 3)
+	runtime.SetFinalizer(pf, func(*PolicyFile) { freed <- "the policy file" })
+	runtime.SetFinalizer(pf.Services[0], func(*ServiceSpec) { freed <- "a service" })
+	runtime.SetFinalizer(pf.Services[0].Pools[0].Endpoints[0], func(*EndpointSpec) { freed <- "an endpoint" })
+	z := Compile(pf, "hash", 1)
+	pf = nil
+	for left := 3; left > 0; {
+		runtime.GC()
+		select {
+		case <-freed:
+			left--
+		case <-time.After(time.Second):
+			t.Fatalf("%d of the decoded file's objects are still held by the compiled zone", left)
+		}
+	}
+	if www := z.Service("www.example.com."); www == nil || www.TTL != 60 || www.ServiceSpec.Pools != nil || len(www.Pools) != 2 {
+		t.Errorf("www: %+v", www)
 	}
 }
 

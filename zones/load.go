@@ -184,8 +184,8 @@ func (l *Loader) Load(now time.Time) Result {
 // files serve identical SOA records. It reports whether it raised the serial.
 func (l *Loader) RaiseSerial(origin, hash string, serial uint32) bool {
 	for _, e := range l.files {
-		if z := e.good; z != nil && z.Origin == origin && z.Hash == hash && z.Spec.SOA.Serial == 0 && serial > z.Serial && l.served[origin] == z {
-			e.good = Compile(z.Spec, z.Hash, serial)
+		if z := e.good; z != nil && z.Origin == origin && z.Hash == hash && z.FileSerial == 0 && serial > z.Serial && l.served[origin] == z {
+			e.good = z.Reserial(serial)
 			l.serials[origin] = max(l.serials[origin], serial)
 			return true
 		}
@@ -237,9 +237,9 @@ func (l *Loader) assemble(errs []error, now time.Time) (*Set, []error) {
 		if e.conflict {
 			e.err, e.conflict = nil, false
 		}
-		if z := e.good; l.owners[z.Origin] != p && z.Spec.SOA.Serial == 0 && z.Serial <= l.serials[z.Origin] {
+		if z := e.good; l.owners[z.Origin] != p && z.FileSerial == 0 && z.Serial <= l.serials[z.Origin] {
 			// Taken over from another file: a serial derived earlier may lie below the one served.
-			e.good, e.loaded = Compile(z.Spec, z.Hash, max(uint32(now.Unix()), l.serials[z.Origin]+1)), now
+			e.good, e.loaded = z.Reserial(max(uint32(now.Unix()), l.serials[z.Origin]+1)), now
 		}
 		owner[e.good.Origin] = p
 		set.zones[e.good.Origin] = e.good

@@ -403,7 +403,7 @@ func TestCompileParallel(t *testing.T) {
 	seen := map[string]bool{}
 	for _, s := range pf.Services {
 		cs := z.Services[s.Name]
-		if cs == nil || cs.ServiceSpec != s || len(cs.Pools) != len(s.Pools) {
+		if cs == nil || cs.Name != s.Name || cs.Key != s.Key || cs.ServiceSpec.Pools != nil || len(cs.Pools) != len(s.Pools) {
 			t.Fatalf("service %s: %+v", s.Name, cs)
 		}
 		if e, _ := z.Static.Search(s.Name); e == nil || len(e.Type(placeholderType)) != 1 {

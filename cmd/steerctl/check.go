@@ -53,6 +53,7 @@ type result struct {
 
 	services, records int
 	compiled          *zones.Zone // the file compiled, when it is valid
+	order             []string    // its services' names, in file order
 }
 
 type jsonError struct {
@@ -206,6 +207,9 @@ func checkFile(file string) *result {
 	}
 	sum := sha256.Sum256(data)
 	r.compiled = zones.Compile(pf, hex.EncodeToString(sum[:]), 1)
+	for _, s := range pf.Services {
+		r.order = append(r.order, s.Name)
+	}
 	r.Zone, r.services, r.records = pf.Zone, len(pf.Services), len(pf.Static)
 	return r
 }

@@ -198,16 +198,16 @@ func probeRows(results []*result, service string) (rows []probeRow, targets map[
 			continue
 		}
 		z := res.compiled
-		for _, spec := range z.Spec.Services {
-			rel := z.Relative(spec.Name)
-			known = append(known, spec.Name)
-			if service != "" && want != rel && want != spec.Name && want+"." != spec.Name {
+		for _, name := range res.order {
+			rel := z.Relative(name)
+			known = append(known, name)
+			if service != "" && want != rel && want != name && want+"." != name {
 				continue
 			}
-			svc := z.Services[spec.Name]
+			svc := z.Services[name]
 			for _, p := range svc.Pools {
 				for _, ep := range p.Endpoints {
-					r := probeRow{Zone: z.Origin, Service: spec.Name, Pool: p.Label, Endpoint: ep.Address, Check: ep.Check}
+					r := probeRow{Zone: z.Origin, Service: name, Pool: p.Label, Endpoint: ep.Address, Check: ep.Check}
 					if ep.Target != zones.NoTarget {
 						t := z.Targets[ep.Target]
 						r.Checked, r.key = true, t.Key

@@ -81,7 +81,7 @@ func negativeSOA(m *dns.Msg, z *zones.Zone) {
 
 // hinfo is the RFC 8482 §4.2 answer to ANY at a name that exists.
 func hinfo(name string, z *zones.Zone) dns.RR {
-	return &dns.HINFO{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.Spec.TTL}, Cpu: "RFC8482"}
+	return &dns.HINFO{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: z.TTL}, Cpu: "RFC8482"}
 }
 
 // serveService answers a query at a service name.
@@ -115,7 +115,7 @@ func (s *Steer) answerService(ctx context.Context, q *query, svc *zones.Service,
 	case outServfail:
 		return dns.RcodeServerFailure, c.outcome
 	case outNodata:
-		m.Ns = svc.NodataSOA
+		m.Ns = z.NodataSOA(svc)
 		return dns.RcodeSuccess, c.outcome
 	case outFallback:
 		appendFamilies(m, qtype, svc.Fallback[zones.V4], svc.Fallback[zones.V6])

@@ -360,7 +360,7 @@ func (s *Steer) adoptSerials() {
 	raised := false
 	s.mu.Lock()
 	for _, z := range set.Zones() {
-		if z.Spec.SOA.Serial != 0 {
+		if z.FileSerial != 0 {
 			continue
 		}
 		if serial := s.cluster.node.Serial(z.Origin, z.Hash); serial > z.Serial && s.loader.RaiseSerial(z.Origin, z.Hash, serial) {

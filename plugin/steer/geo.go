@@ -73,7 +73,7 @@ func geoOrder(svc *zones.Service, q *query, pl *place, o *poolOrder) {
 	if region == "" && pl.pools != 0 {
 		region = svc.Pools[bits.TrailingZeros64(pl.pools)].Region
 	}
-	if r := q.zone.Spec.Regions[region]; r != nil {
+	if r := q.zone.Regions[region]; r != nil {
 		for _, fb := range r.Fallback {
 			o.add(svc.Geo.Regions[fb])
 		}
