@@ -82,4 +82,7 @@ func defaultLoader(serverType string) (caddy.Input, error) {
 	return caddy.CaddyfileInput{Contents: []byte(corefile), Filepath: "embedded example", ServerTypeName: serverType}, nil
 }
 
-func main() { coremain.Run() }
+func main() {
+	startHeadroom(os.Getenv, gcHeadroom, gcFloor)
+	coremain.Run()
+}
