@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin/file"
 	"github.com/coredns/coredns/plugin/pkg/upstream"
@@ -84,8 +85,58 @@ type Pool struct {
 	Location    [3]float64
 	HasLocation bool
 	Endpoints   []*Endpoint
-	// All holds, per TTL kind and family, the answer when every endpoint of that family is up.
-	All [2][2][]dns.RR
+	// all holds, per family, the answer with the service's ttl when every endpoint of that
+	// family is up.
+	all [2][]dns.RR
+	// degraded holds the records with degraded_ttl, made the first time the pool answers
+	// with them (see Record): most pools never do, and at 100,000 services they were 50 MB.
+	degraded    atomic.Pointer[degradedRRs]
+	degradedTTL uint32
+}
+
+// degradedRRs are a pool's records with the service's degraded_ttl.
+type degradedRRs struct {
+	rr  []dns.RR    // per endpoint, in the order of Pool.Endpoints
+	all [2][]dns.RR // per family, as Pool.all
+}
+
+// Record returns the answer record of the pool's endpoint i with the TTL of kind (Primary or
+// Degraded): an A, AAAA or CNAME. Records are shared and must not be changed.
+func (p *Pool) Record(i, kind int) dns.RR {
+	if kind == Primary {
+		return p.Endpoints[i].RR
+	}
+	return p.withDegradedTTL().rr[i]
+}
+
+// Answer returns the records of every endpoint of family fam with the TTL of kind, in the
+// order of Endpoints: the answer when all are up. It is shared and must not be changed.
+func (p *Pool) Answer(kind, fam int) []dns.RR {
+	if kind == Primary {
+		return p.all[fam]
+	}
+	return p.withDegradedTTL().all[fam]
+}
+
+// withDegradedTTL returns the pool's records with degraded_ttl, made on first use. Two
+// queries that race to make them each make a set, and the first stored serves from then on.
+func (p *Pool) withDegradedTTL() *degradedRRs {
+	if d := p.degraded.Load(); d != nil {
+		return d
+	}
+	d := &degradedRRs{rr: make([]dns.RR, len(p.Endpoints))}
+	for i, ep := range p.Endpoints {
+		rr := dns.Copy(ep.RR)
+		rr.Header().Ttl = p.degradedTTL
+		d.rr[i] = rr
+		if !p.CNAME {
+			d.all[ep.Family] = append(d.all[ep.Family], rr)
+		}
+	}
+	if !p.degraded.CompareAndSwap(nil, d) {
+		return p.degraded.Load()
+	}
+	return d
 }
 
 // Endpoint is a compiled endpoint. It holds no live health: the plugin's health view keeps the
@@ -98,8 +149,9 @@ type Endpoint struct {
 	// Target indexes the zone's Targets: the (check, address) pair probed for this endpoint;
 	// NoTarget for check none.
 	Target int32
-	// RR is the answer record per TTL kind: an A, AAAA or CNAME.
-	RR [2]dns.RR
+	// RR is the answer record with the service's ttl: an A, AAAA or CNAME. Pool.Record gives
+	// it with degraded_ttl too.
+	RR dns.RR
 }
 
 // NoTarget is the Target of an endpoint with check none: always up.
@@ -291,7 +343,7 @@ func compileService(s *ServiceSpec, regions map[string]*Region) *Service {
 	weight := 0
 	for i, ps := range s.Pools {
 		p := &Pool{Region: ps.Region, Label: ps.Region, Weight: ps.Weight, MinHealthy: s.HealthMinimum(len(ps.Endpoints)),
-			Endpoints: make([]*Endpoint, 0, len(ps.Endpoints))}
+			Endpoints: make([]*Endpoint, 0, len(ps.Endpoints)), degradedTTL: s.DegradedTTL}
 		if p.Label == "" {
 			p.Label = fmt.Sprintf("pools[%d]", i)
 		}
@@ -306,17 +358,12 @@ func compileService(s *ServiceSpec, regions map[string]*Region) *Service {
 			} else if es.Weight != weight {
 				cs.UniformWeights = false
 			}
-			for kind, ttl := range [2]uint32{s.TTL, s.DegradedTTL} {
-				hdr := dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: ttl}
-				ep.RR[kind] = addressRR(hdr, es)
-			}
+			ep.RR = addressRR(dns.RR_Header{Name: s.Name, Class: dns.ClassINET, Ttl: s.TTL}, es)
 			if es.Name != "" {
 				p.CNAME = true
 			} else {
 				ep.Family = family(es.IP)
-				for kind := range 2 {
-					p.All[kind][ep.Family] = append(p.All[kind][ep.Family], ep.RR[kind])
-				}
+				p.all[ep.Family] = append(p.all[ep.Family], ep.RR)
 			}
 			p.Endpoints = append(p.Endpoints, ep)
 		}

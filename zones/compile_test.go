@@ -114,7 +114,7 @@ func TestCompile(t *testing.T) {
 		t.Errorf("pool 0 = %+v", p)
 	}
 	for kind, ttl := range [2]uint32{60, 5} {
-		v4, v6 := p.All[kind][V4], p.All[kind][V6]
+		v4, v6 := p.Answer(kind, V4), p.Answer(kind, V6)
 		if len(v4) != 3 || len(v6) != 1 {
 			t.Fatalf("kind %d: %d A, %d AAAA", kind, len(v4), len(v6))
 		}
@@ -140,17 +140,19 @@ func TestCompile(t *testing.T) {
 		if (ep.Target == NoTarget) != (want.check == CheckNone) {
 			t.Errorf("endpoint %d: target %v", i, ep.Target)
 		}
-		if ep.RR[Primary].Header().Ttl != 60 || ep.RR[Degraded].Header().Ttl != 5 {
-			t.Errorf("endpoint %d: TTLs %d %d", i, ep.RR[Primary].Header().Ttl, ep.RR[Degraded].Header().Ttl)
+		if p.Record(i, Primary) != ep.RR || ep.RR.Header().Ttl != 60 || p.Record(i, Degraded).Header().Ttl != 5 {
+			t.Errorf("endpoint %d: TTLs %d %d", i, ep.RR.Header().Ttl, p.Record(i, Degraded).Header().Ttl)
 		}
-		// The pool's answer shares the endpoint's records.
-		if ep.Family == V4 && !containsRR(p.All[Degraded][V4], ep.RR[Degraded]) {
-			t.Errorf("endpoint %d: its record is not in the pool's answer", i)
+		// The pool's answers share the endpoint's records.
+		for kind := range 2 {
+			if ep.Family == V4 && !containsRR(p.Answer(kind, V4), p.Record(i, kind)) {
+				t.Errorf("endpoint %d: its record of kind %d is not in the pool's answer", i, kind)
+			}
 		}
 	}
 	// A v4-mapped v6 address is answered as A.
-	if ep := www.Pools[1].Endpoints[1]; ep.Family != V4 || ep.RR[Primary].(*dns.A).A.String() != "198.51.100.11" {
-		t.Errorf("::ffff:198.51.100.11 = %+v %v", ep, ep.RR[Primary])
+	if ep := www.Pools[1].Endpoints[1]; ep.Family != V4 || ep.RR.(*dns.A).A.String() != "198.51.100.11" {
+		t.Errorf("::ffff:198.51.100.11 = %+v %v", ep, ep.RR)
 	}
 	// Fallback answers by family, with degraded_ttl; NODATA SOA at most degraded_ttl.
 	if fb := www.Fallback; len(fb[V4]) != 1 || len(fb[V6]) != 1 || fb[V4][0].Header().Ttl != 5 || fb[V6][0].(*dns.AAAA).AAAA.String() != "2001:db8::250" {
@@ -173,11 +175,13 @@ func TestCompile(t *testing.T) {
 		target   string
 	}{{0, 0, "edge-1.provider.example."}, {0, 1, "edge-2.provider.example."}, {1, 0, "www.example.com."}} {
 		pool := cdn.Pools[want.pool]
-		if !pool.CNAME || len(pool.All[Primary][V4])+len(pool.All[Primary][V6]) != 0 {
-			t.Errorf("cdn pool %d: CNAME %v, All %v", want.pool, pool.CNAME, pool.All)
+		for kind := range 2 {
+			if !pool.CNAME || len(pool.Answer(kind, V4))+len(pool.Answer(kind, V6)) != 0 {
+				t.Errorf("cdn pool %d: CNAME %v, answers %v %v", want.pool, pool.CNAME, pool.Answer(kind, V4), pool.Answer(kind, V6))
+			}
 		}
 		for kind, ttl := range [2]uint32{120, 20} {
-			rr := pool.Endpoints[want.ep].RR[kind]
+			rr := pool.Record(want.ep, kind)
 			c, ok := rr.(*dns.CNAME)
 			if !ok || c.Target != want.target || c.Hdr.Name != "cdn.example.com." || c.Hdr.Ttl != ttl {
 				t.Errorf("cdn endpoint %d kind %d = %v", i, kind, rr)
@@ -330,6 +334,29 @@ func TestCompileNegativeTTL(t *testing.T) {
 		if got := z.NodataSOA(z.Service("www.example.com."))[0].Header().Ttl; got != tc.nodata {
 			t.Errorf("ttl %d minttl %d degraded %d: NODATA SOA TTL %d, want %d", tc.ttl, tc.minttl, tc.degraded, got, tc.nodata)
 		}
+	}
+}
+
+// TestDegradedRecords checks that a pool makes its degraded_ttl records only when asked, once,
+// for every query that races to ask.
+func TestDegradedRecords(t *testing.T) {
+	z := compileText(t, compileZone, 1)
+	p := z.Service("www.example.com.").Pools[0]
+	if p.degraded.Load() != nil {
+		t.Fatal("degraded records made at compile time")
+	}
+	got := make(chan [2]any, 8)
+	for range 8 {
+		go func() { got <- [2]any{p.Record(2, Degraded), &p.Answer(Degraded, V4)[0]} }()
+	}
+	first := <-got
+	for range 7 {
+		if g := <-got; g != first {
+			t.Fatal("two queries got different degraded records")
+		}
+	}
+	if rr := p.Record(2, Degraded).(*dns.A); rr.A.String() != "192.0.2.11" || rr.Hdr.Ttl != 5 || p.Endpoints[2].RR.Header().Ttl != 60 {
+		t.Errorf("degraded record %v, primary %v", rr, p.Endpoints[2].RR)
 	}
 }
 

@@ -64,8 +64,8 @@ func FuzzDecode(f *testing.F) {
 				if len(p.Endpoints) == 0 || p.MinHealthy < 1 || p.MinHealthy > len(p.Endpoints) {
 					t.Fatalf("service %s: pool of %d endpoints needs %d", name, len(p.Endpoints), p.MinHealthy)
 				}
-				for _, ep := range p.Endpoints {
-					if ep.RR[Primary] == nil || ep.RR[Degraded] == nil || (ep.Target != NoTarget && int(ep.Target) >= len(z.Targets)) {
+				for i, ep := range p.Endpoints {
+					if ep.RR == nil || p.Record(i, Degraded) == nil || (ep.Target != NoTarget && int(ep.Target) >= len(z.Targets)) {
 						t.Fatalf("service %s: endpoint %+v not prepared", name, ep)
 					}
 				}

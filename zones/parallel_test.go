@@ -412,7 +412,7 @@ func TestCompileParallel(t *testing.T) {
 		for i, ps := range s.Pools {
 			for j, es := range ps.Endpoints {
 				ep := cs.Pools[i].Endpoints[j]
-				if ep.Address != es.Address || ep.RR[Primary] == nil || ep.RR[Degraded] == nil || (ep.Target == NoTarget) != (es.Check == CheckNone) {
+				if ep.Address != es.Address || ep.RR == nil || cs.Pools[i].Record(j, Degraded) == nil || (ep.Target == NoTarget) != (es.Check == CheckNone) {
 					t.Fatalf("service %s: endpoint %+v from %+v", s.Name, ep, es)
 				}
 				if ep.Target != NoTarget && !seen[z.Targets[ep.Target].Key] {

@@ -128,14 +128,14 @@ func (s *Steer) answerService(ctx context.Context, q *query, svc *zones.Service,
 	// A chosen pool of names answers with one CNAME, whatever the type (RFC 1034 §3.6.2).
 	if c.pool >= 0 && svc.Pools[c.pool].CNAME {
 		p := svc.Pools[c.pool]
-		ep := p.Endpoints[0]
-		for _, e := range p.Endpoints {
+		chosen := 0
+		for i, e := range p.Endpoints {
 			if c.failOpen || q.health.up(p, e) {
-				ep = e
+				chosen = i
 				break
 			}
 		}
-		cname := ep.RR[c.kind]
+		cname := p.Record(chosen, c.kind)
 		m.Answer = append(m.Answer, cname)
 		if qtype != dns.TypeCNAME {
 			s.follow(ctx, q, cname.(*dns.CNAME).Target, qtype, depth+1, m)
@@ -250,7 +250,7 @@ func drawWeighted(rrs []dns.RR, w []int, k int, randN func(int) int) {
 }
 
 func appendPool(m *dns.Msg, h zoneHealth, p *zones.Pool, c choice, fam int) {
-	all := p.All[c.kind][fam]
+	all := p.Answer(c.kind, fam)
 	if c.failOpen {
 		m.Answer = appendShared(m.Answer, all)
 		return
@@ -258,9 +258,9 @@ func appendPool(m *dns.Msg, h zoneHealth, p *zones.Pool, c choice, fam int) {
 	for _, ep := range p.Endpoints {
 		if ep.Family == fam && !h.up(p, ep) {
 			// Some are down: copy those that are up.
-			for _, e := range p.Endpoints {
+			for i, e := range p.Endpoints {
 				if e.Family == fam && h.up(p, e) {
-					m.Answer = append(m.Answer, e.RR[c.kind])
+					m.Answer = append(m.Answer, p.Record(i, c.kind))
 				}
 			}
 			return
